@@ -1,0 +1,53 @@
+# completiond: two commands for a newcomer: `make serve` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+REPO   ?= .
+PROTO_SRC := protos/completiond/v1/completion.proto
+PROTO_OUT := protos/completiond/v1
+
+.PHONY: install serve test check lint protos protos-check bench clean
+
+# The venv is rebuilt when pyproject.toml changes; the package is installed editable.
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+## serve: install, train a first model on REPO (default: this repository) if it has none, serve.
+serve: install
+	$(BIN)/completiond serve --repo $(REPO)
+
+## test: install and run the whole test suite.
+test: install
+	$(BIN)/python -m pytest -q
+
+## check: lint, the generated-code check, and the tests.
+check: install lint protos-check test
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## protos: regenerate the committed gRPC code from $(PROTO_SRC).
+protos: install
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos \
+		--grpc_python_out=protos $(PROTO_SRC)
+
+## protos-check: fail when the committed generated code differs from a fresh generation.
+protos-check: install
+	@tmp=$$(mktemp -d) && \
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=$$tmp --pyi_out=$$tmp \
+		--grpc_python_out=$$tmp $(PROTO_SRC) && \
+	diff -r -x __init__.py -x '*.proto' -x __pycache__ $$tmp/completiond/v1 $(PROTO_OUT) \
+		&& echo "generated code is up to date" && rm -rf $$tmp
+
+## bench: the quality and speed benchmarks (slow; prints tables).
+bench: install
+	$(BIN)/python bench/bpc.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,311 @@
+"""`completiond`: the command line. Every subcommand's options are documented in README.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+from completiond import __version__
+from completiond.errors import CompletiondError, DaemonUnreachable
+from completiond.training.bundle import ModelStore
+from completiond.training.locations import default_store_dir, repo_root
+from completiond.training.progress import Progress, ProgressBar
+from google.protobuf.json_format import MessageToDict
+
+from .client import Client, daemon_address
+
+
+def _add_repo(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--repo",
+        type=Path,
+        default=Path("."),
+        help="the repository (any directory inside it; default: the current directory)",
+    )
+
+
+def _add_address(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--socket", type=Path, help="Unix socket of the daemon (default: derived from the repo)"
+    )
+    group.add_argument(
+        "--listen", metavar="HOST:PORT", help="use loopback TCP instead of the Unix socket"
+    )
+
+
+def _add_store(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        type=Path,
+        help="model store directory (default: $XDG_CACHE_HOME/completiond/<repo>)",
+    )
+
+
+def _add_model(p: argparse.ArgumentParser, minutes: float, what: str) -> None:
+    p.add_argument("--minutes", type=float, default=minutes, help=f"{what} (default: {minutes:g})")
+    p.add_argument("--hidden-size", type=int, help="LSTM units per layer (default: 512)")
+    p.add_argument("--layers", type=int, help="LSTM layers (default: 1)")
+
+
+def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides = {"hidden_size": args.hidden_size, "num_layers": args.layers}
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="completiond",
+        description="Code completions from a small model trained on your repository.",
+    )
+    parser.add_argument("--version", action="version", version=f"completiond {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the daemon does")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="serve completions (training a first model if needed)")
+    _add_repo(p)
+    _add_store(p)
+    _add_address(p)
+    _add_model(p, 3.0, "training budget of the first model, in minutes")
+    p.add_argument(
+        "--retrain-minutes",
+        type=float,
+        default=5.0,
+        help="training budget of `completiond retrain`, in minutes (default: 5)",
+    )
+    p.set_defaults(run=cmd_serve)
+
+    p = sub.add_parser("train", help="train a model in the foreground (no daemon needed)")
+    _add_repo(p)
+    _add_store(p)
+    _add_model(p, 5.0, "training budget, in minutes")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("complete", help="complete one line (prints the completion alone)")
+    p.add_argument("prefix", help="text before the cursor; '-' reads it from standard input")
+    p.add_argument("--suffix", default="", help="text after the cursor")
+    p.add_argument("--path", default="", help="file being edited (a language hint, never read)")
+    p.add_argument("-n", type=int, default=1, help="number of candidates (default: 1, max 16)")
+    p.add_argument("--max-chars", type=int, default=0, help="longest completion (default: 80)")
+    p.add_argument(
+        "--temperature", type=float, default=0.0, help="0 = deterministic (default); > 0 samples"
+    )
+    p.add_argument(
+        "--min-confidence", type=float, default=0.0, help="hide candidates below this (0..1)"
+    )
+    p.add_argument("--json", action="store_true", help="print all candidates as JSON")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
+    _add_repo(p)
+    _add_address(p)
+    p.set_defaults(run=cmd_complete)
+
+    p = sub.add_parser("status", help="show the model, training state and request counts")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    _add_repo(p)
+    _add_store(p)
+    _add_address(p)
+    p.set_defaults(run=cmd_status)
+
+    p = sub.add_parser("retrain", help="retrain now (through the daemon, else in the foreground)")
+    p.add_argument(
+        "--minutes", type=float, default=0.0, help="training budget (default: the daemon's)"
+    )
+    _add_repo(p)
+    _add_store(p)
+    _add_address(p)
+    p.set_defaults(run=cmd_retrain)
+    return parser
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from completiond.daemon.daemon import Daemon, DaemonConfig
+    from completiond.daemon.server import ServerConfig
+    from completiond.daemon.trainer import TrainerConfig
+
+    config = DaemonConfig(
+        repo=repo_root(args.repo),
+        store=args.store,
+        first_train_minutes=args.minutes,
+        server=ServerConfig(socket_path=args.socket, listen=args.listen),
+        trainer=TrainerConfig(minutes=args.retrain_minutes, model=_model_overrides(args)),
+    )
+    return Daemon(config).serve_forever(sys.stderr)
+
+
+def _train_foreground(repo: Path, store: Path | None, minutes: float, **train: Any) -> int:
+    from completiond.training.model import ModelConfig
+    from completiond.training.run import train_repository
+    from completiond.training.train import TrainConfig
+
+    model = train.pop("model", {})
+    bar = ProgressBar(sys.stderr)
+    store_dir = store or default_store_dir(repo)
+    bundle = train_repository(
+        repo,
+        ModelStore(store_dir),
+        ModelConfig(**model),
+        TrainConfig(minutes=minutes, **train),
+        on_progress=bar.update,
+    )
+    meta = bundle.meta
+    print(
+        f"model {bundle.version}: {meta['val_bpc']:.3f} bits/char on "
+        f"{meta['corpus']['val_files']} held-out files, {meta['parameters']:,} parameters, "
+        f"in {bundle.directory}"
+    )
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    return _train_foreground(
+        repo_root(args.repo),
+        args.store,
+        args.minutes,
+        model=_model_overrides(args),
+        threads=args.threads,
+        seed=args.seed,
+    )
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    prefix = sys.stdin.read() if args.prefix == "-" else args.prefix
+    with Client(daemon_address(args.repo, args.socket, args.listen), args.timeout) as client:
+        response = client.complete(
+            prefix,
+            suffix=args.suffix,
+            path=args.path,
+            n=args.n,
+            max_chars=args.max_chars,
+            temperature=args.temperature,
+            min_confidence=args.min_confidence,
+        )
+    if args.json:
+        print(json.dumps(MessageToDict(response, always_print_fields_with_no_presence=True)))
+    elif response.candidates:
+        print(response.candidates[0].text)
+    return 0
+
+
+def _age(created_unix: float) -> str:
+    minutes = max(0, int((time.time() - created_unix) / 60))
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h"
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    model = status.get("model")
+    rows = [("repository", status["repo"]), ("store", status["store"])]
+    daemon = status.get("listenAddress")
+    rows.append(
+        ("daemon", f"{daemon} (up {status['uptimeSeconds']:.0f} s)" if daemon else "not running")
+    )
+    if model:
+        rows.append(
+            (
+                "model",
+                f"{model['version']} ({_age(model['createdUnix'])} old), "
+                f"{int(model['parameters']):,} parameters, "
+                f"validation {model['valBpc']:.3f} bits/char",
+            )
+        )
+        rows.append(
+            (
+                "corpus",
+                f"{model['trainFiles']} training files ({int(model['trainChars']):,} chars), "
+                f"{model['valFiles']} validation files"
+                + (f", commit {model['commit'][:12]}" if model.get("commit") else ""),
+            )
+        )
+    else:
+        rows.append(("model", "none yet"))
+    if daemon:
+        last = status.get("lastTrainingResult") or "none in this session"
+        rows.append(("training", f"{status['trainingState']}; last run: {last}"))
+        rows.append(("requests", f"{status['requestsTotal']} ({status['requestsFailed']} failed)"))
+        if status.get("executionProvider"):
+            rows.append(("provider", status["executionProvider"]))
+    for key, value in rows:
+        print(f"{key:<11} {value}")
+
+
+def _offline_status(args: argparse.Namespace) -> dict[str, Any]:
+    """What the store says when no daemon runs."""
+    repo = repo_root(args.repo)
+    store = ModelStore(args.store or default_store_dir(repo))
+    status: dict[str, Any] = {"repo": str(repo), "store": str(store.root), "listenAddress": ""}
+    if store.current_version() is not None:
+        meta = store.current().meta
+        corpus = meta.get("corpus", {})
+        status["model"] = {
+            "version": meta["version"],
+            "createdUnix": meta["created_unix"],
+            "parameters": meta["parameters"],
+            "valBpc": meta["val_bpc"],
+            "trainFiles": corpus.get("train_files", 0),
+            "trainChars": corpus.get("train_chars", 0),
+            "valFiles": corpus.get("val_files", 0),
+            "commit": corpus.get("commit", ""),
+        }
+    return status
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        with Client(daemon_address(args.repo, args.socket, args.listen)) as client:
+            status = MessageToDict(client.status(), always_print_fields_with_no_presence=True)
+    except DaemonUnreachable:
+        status = _offline_status(args)
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        _print_status(status)
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    try:
+        client = Client(daemon_address(args.repo, args.socket, args.listen))
+    except DaemonUnreachable:
+        print("completiond: no daemon is running; training in the foreground", file=sys.stderr)
+        return _train_foreground(repo_root(args.repo), args.store, args.minutes or 5.0)
+    bar = ProgressBar(sys.stderr)
+    last = None
+    with client:
+        for p in client.retrain(args.minutes):
+            last = Progress(
+                p.phase, p.fraction, p.eta_seconds, p.val_bpc, p.message, p.model_version
+            )
+            bar.update(last)
+    return 0 if last is not None and last.phase == "done" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.run(args))
+    except CompletiondError as exc:
+        print(f"completiond: {exc}", file=sys.stderr)
+        return 1
+    except grpc.RpcError as exc:
+        code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
+        if code == grpc.StatusCode.UNAVAILABLE and "connect" in (details or "").lower():
+            details = f"cannot reach the daemon ({details}); is `completiond serve` running?"
+        print(f"completiond: {code.name.lower()}: {details}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

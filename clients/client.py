@@ -1,0 +1,81 @@
+"""The Python client library: find the repository's daemon and call it.
+
+Editor plugins, the LSP bridge and the CLI all go through this one class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+from completiond.errors import DaemonUnreachable
+from completiond.training.locations import default_socket_path, repo_root
+from completiond.v1 import completion_pb2 as pb
+from completiond.v1 import completion_pb2_grpc as pb_grpc
+
+
+def daemon_address(
+    repo: Path | None = None, socket: Path | None = None, listen: str | None = None
+) -> str:
+    """The gRPC target: an explicit --listen or --socket, else the socket of the repository
+    containing `repo` (default: the current directory)."""
+    if listen:
+        return listen
+    path = socket or default_socket_path(repo_root(repo or Path.cwd()))
+    return f"unix://{path}"
+
+
+class Client:
+    """A channel to one daemon. `timeout_s` bounds every call."""
+
+    def __init__(self, address: str, timeout_s: float = 10.0) -> None:
+        if address.startswith("unix://") and not Path(address[len("unix://") :]).exists():
+            raise DaemonUnreachable(
+                f"no daemon is running for this repository (no socket at {address[7:]}); "
+                "start one with `completiond serve`"
+            )
+        self.address = address
+        self.timeout_s = timeout_s
+        self.channel = grpc.insecure_channel(address)
+        self.completion = pb_grpc.CompletionServiceStub(self.channel)
+        self.model = pb_grpc.ModelServiceStub(self.channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def complete(
+        self,
+        prefix: str,
+        suffix: str = "",
+        path: str = "",
+        n: int = 1,
+        max_chars: int = 0,
+        temperature: float = 0.0,
+        min_confidence: float = 0.0,
+        document_id: str = "",
+    ) -> pb.CompleteResponse:
+        request = pb.CompleteRequest(
+            prefix=prefix,
+            suffix=suffix,
+            path=path,
+            document_id=document_id,
+            n=n,
+            max_chars=max_chars,
+            temperature=temperature,
+            min_confidence=min_confidence,
+        )
+        return self.completion.Complete(request, timeout=self.timeout_s)
+
+    def status(self) -> pb.StatusResponse:
+        return self.model.Status(pb.StatusRequest(), timeout=self.timeout_s)
+
+    def retrain(self, minutes: float = 0.0) -> Iterator[pb.TrainingProgress]:
+        """Progress of a new training run; the stream ends with phase "done" or "failed"."""
+        return self.model.Retrain(pb.RetrainRequest(minutes=minutes))

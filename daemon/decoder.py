@@ -1,0 +1,164 @@
+"""From a prefix to candidates for the rest of the line.
+
+Deterministic decoding is a beam search over whole lines: every beam runs as one row of a single
+batched engine call per character, a beam ends when the model predicts the newline, and a
+candidate's confidence is the model's probability of exactly that rest of line (newline
+included). With a temperature, `n` lines are sampled in one batch instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from completiond.training.tokenizer import UNK_ID, CharTokenizer
+
+from .engine import Engine, State
+
+
+@dataclass
+class DecoderConfig:
+    context_chars: int = 2048  # tail of the prefix the model reads for a new request
+    default_max_chars: int = 80  # candidate length when the request does not say
+    beam_width: int = 4  # beams kept at temperature 0 (at least the number of candidates asked)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    text: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Query:
+    """A validated completion request."""
+
+    prefix: str
+    suffix: str = ""
+    n: int = 1
+    max_chars: int = 80
+    temperature: float = 0.0
+    min_confidence: float = 0.0
+    seed: int | None = None  # for reproducible sampling
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-probabilities of [B,V] logits, the unknown symbol excluded (unprintable)."""
+    logits = logits.astype(np.float64)
+    logits[:, UNK_ID] = -np.inf
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _take(state: State, rows: np.ndarray) -> State:
+    return state[0][:, rows], state[1][:, rows]
+
+
+class Decoder:
+    def __init__(
+        self, engine: Engine, tokenizer: CharTokenizer, config: DecoderConfig | None = None
+    ):
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.config = config or DecoderConfig()
+        self.newline = tokenizer.newline_id
+
+    def complete(self, query: Query) -> list[Candidate]:
+        logits, state = self._read_prefix(query.prefix)
+        search = self._sample if query.temperature > 0 else self._beam_search
+        lines = search(logits, state, query)
+        return postprocess([(self.tokenizer.decode(ids), lp) for ids, lp in lines], query)
+
+    def _read_prefix(self, prefix: str) -> tuple[np.ndarray, State]:
+        """Run the context through the model in one call; logits [1,V] predict the next char."""
+        context = prefix[-self.config.context_chars :] or "\n"  # empty file: as after a newline
+        ids = self.tokenizer.encode(context)[None, :]  # [1,T]
+        logits, state = self.engine.run(ids, self.engine.zero_state(1))  # [1,T,V]
+        return logits[:, -1, :], state
+
+    def _beam_search(
+        self, logits: np.ndarray, state: State, query: Query
+    ) -> list[tuple[list[int], float]]:
+        width = max(self.config.beam_width, query.n)
+        beams: list[list[int]] = [[]]
+        scores = np.zeros(1)  # log-probability of each live beam
+        finished: list[tuple[list[int], float]] = []
+        for _ in range(query.max_chars):
+            logp = _log_softmax(logits) + scores[:, None]  # [B,V]
+            # Lines that end here: the newline's probability closes them. An empty line is no
+            # suggestion, so it takes no place among the results.
+            finished.extend(
+                (beam, float(logp[b, self.newline])) for b, beam in enumerate(beams) if beam
+            )
+            logp[:, self.newline] = -np.inf
+            flat = np.argsort(logp, axis=None)[::-1][:width]
+            rows, tokens = np.unravel_index(flat, logp.shape)
+            keep = np.isfinite(logp[rows, tokens])
+            rows, tokens = rows[keep], tokens[keep]
+            finished.sort(key=lambda f: -f[1])
+            finished = finished[:width]
+            best_open = logp[rows[0], tokens[0]] if len(rows) else -np.inf
+            # Scores only fall as a line grows: stop once no live beam can beat the n-th result.
+            if len(rows) == 0 or (
+                len(finished) >= query.n and best_open < finished[query.n - 1][1]
+            ):
+                break
+            beams = [[*beams[r], int(t)] for r, t in zip(rows, tokens, strict=True)]
+            scores = logp[rows, tokens]
+            logits_3d, state = self.engine.run(tokens[:, None].astype(np.int64), _take(state, rows))
+            logits = logits_3d[:, -1, :]
+        else:
+            # max_chars reached: the live beams are cut there (their score has no newline term).
+            finished.extend((beam, float(s)) for beam, s in zip(beams, scores, strict=True))
+        return finished
+
+    def _sample(
+        self, logits: np.ndarray, state: State, query: Query
+    ) -> list[tuple[list[int], float]]:
+        rng = np.random.default_rng(query.seed)
+        n = query.n
+        logits = np.repeat(logits, n, axis=0)  # [n,V]
+        state = _take(state, np.zeros(n, dtype=np.int64))
+        lines: list[list[int]] = [[] for _ in range(n)]
+        scores = np.zeros(n)
+        live = np.ones(n, dtype=bool)
+        for _ in range(query.max_chars):
+            logp = _log_softmax(logits)  # [n,V]
+            tempered = np.exp((logp - logp.max(axis=1, keepdims=True)) / query.temperature)
+            probs = tempered / tempered.sum(axis=1, keepdims=True)
+            tokens = np.array([rng.choice(len(p), p=p) for p in probs])
+            scores[live] += logp[live, tokens[live]]
+            live &= tokens != self.newline
+            if not live.any():
+                break
+            for i in np.flatnonzero(live):
+                lines[i].append(int(tokens[i]))
+            logits_3d, state = self.engine.run(tokens[:, None].astype(np.int64), state)
+            logits = logits_3d[:, -1, :]
+        return [(line, float(s)) for line, s in zip(lines, scores, strict=True)]
+
+
+def _overlap(text: str, following: str) -> int:
+    """Length of the longest end of `text` that is a start of `following`."""
+    for k in range(min(len(text), len(following)), 0, -1):
+        if text.endswith(following[:k]):
+            return k
+    return 0
+
+
+def postprocess(lines: list[tuple[str, float]], query: Query) -> list[Candidate]:
+    """Candidates from decoded lines and their log-probabilities: trailing blanks dropped,
+    nothing that repeats what already follows the cursor on its line (an auto-inserted `)`),
+    no empty candidates, equal texts merged (their probabilities add up), best first, at most n,
+    none below min_confidence."""
+    following = query.suffix.split("\n", 1)[0].strip()
+    merged: dict[str, float] = {}
+    for text, logprob in lines:
+        text = text.rstrip()
+        text = text[: len(text) - _overlap(text, following)].rstrip()
+        if text:
+            merged[text] = min(1.0, merged.get(text, 0.0) + float(np.exp(logprob)))
+    ranked = sorted(merged.items(), key=lambda item: -item[1])
+    return [
+        Candidate(text, conf) for text, conf in ranked[: query.n] if conf >= query.min_confidence
+    ]

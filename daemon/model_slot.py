@@ -1,0 +1,71 @@
+"""The served model and its atomic replacement.
+
+A `ServedModel` bundles everything a request needs (bundle metadata, engine, decoder); the slot
+holds exactly one and replaces it with a single reference assignment, so an in-flight request
+keeps the model it started with and never sees a half-loaded one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from completiond.errors import NoModel
+from completiond.training.bundle import Bundle, ModelStore
+
+from .decoder import Decoder, DecoderConfig
+from .engine import EngineConfig, OnnxEngine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    bundle: Bundle
+    engine: OnnxEngine
+    decoder: Decoder
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+
+class ModelSlot:
+    def __init__(
+        self,
+        store: ModelStore,
+        engine_config: EngineConfig | None = None,
+        decoder_config: DecoderConfig | None = None,
+    ) -> None:
+        self.store = store
+        self.engine_config = engine_config or EngineConfig()
+        self.decoder_config = decoder_config or DecoderConfig()
+        self._model: ServedModel | None = None
+        self._load_lock = threading.Lock()
+
+    def get(self) -> ServedModel:
+        model = self._model
+        if model is None:
+            raise NoModel(
+                "no model for this repository yet: the daemon is training one "
+                "(see `completiond status`) or run `completiond retrain`"
+            )
+        return model
+
+    @property
+    def loaded(self) -> ServedModel | None:
+        return self._model
+
+    def load_current(self) -> ServedModel:
+        """Load and verify the store's current bundle, warm it, then swap it in.
+
+        Raises BundleError (and keeps serving the previous model) when it does not verify."""
+        with self._load_lock:
+            bundle = self.store.current()
+            engine = OnnxEngine(bundle.model_path, bundle.tokenizer.vocab_size, self.engine_config)
+            decoder = Decoder(engine, bundle.tokenizer, self.decoder_config)
+            engine.run(bundle.tokenizer.encode("def f(x):\n    ")[None, :], engine.zero_state(1))
+            self._model = ServedModel(bundle, engine, decoder)
+            log.info("serving model %s", bundle.version)
+            return self._model

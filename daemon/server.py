@@ -1,0 +1,139 @@
+"""The gRPC server factory: servicers, error boundary, health, reflection, listening address.
+
+Kept apart from the daemon's entry point so tests build a real server on a temporary socket or
+port 0 and talk to it over a real channel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from completiond.errors import AlreadyRunning, InvalidRequest
+from completiond.v1 import completion_pb2 as pb
+from completiond.v1 import completion_pb2_grpc as pb_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .boundary import ErrorBoundary
+from .service import CompletionServicer, ModelServicer, RequestStats
+
+COMPLETION_SERVICE = pb.DESCRIPTOR.services_by_name["CompletionService"].full_name
+MODEL_SERVICE = pb.DESCRIPTOR.services_by_name["ModelService"].full_name
+
+
+@dataclass
+class ServerConfig:
+    socket_path: Path | None = None  # Unix socket (the default transport), mode 0600
+    listen: str | None = None  # "host:port" on loopback instead; port 0 picks a free port
+    max_workers: int = 8  # concurrent requests; a completion holds a worker for milliseconds
+    grace_s: float = 5.0  # in-flight requests get this long to finish on shutdown
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`host:port` (IPv6 in brackets) on a loopback address; anything else is refused."""
+    host, sep, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise InvalidRequest(f"--listen wants host:port, got {listen!r}")
+    if host != "localhost":
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError as exc:
+            raise InvalidRequest(f"--listen: {host!r} is not an IP address") from exc
+        if not loopback:
+            raise InvalidRequest(
+                f"--listen {listen}: only loopback addresses are served (the daemon answers "
+                "about your code; it is not exposed on the network)"
+            )
+    return host, int(port)
+
+
+def _claim_socket(path: Path) -> None:
+    """Make `path` free to bind: refuse if a live daemon answers there, remove a stale file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    if not path.exists():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()  # left behind by a daemon that died
+    else:
+        raise AlreadyRunning(f"a daemon is already serving this repository on {path}")
+    finally:
+        probe.close()
+
+
+class Server:
+    """A started gRPC server with its health servicer and the address clients use."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        completion: CompletionServicer,
+        model: ModelServicer,
+        stats: RequestStats,
+    ) -> None:
+        self.config = config
+        self.health = health.HealthServicer()
+        self.grpc = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
+            interceptors=[ErrorBoundary(stats.count)],
+            options=[("grpc.so_reuseport", 0)],
+        )
+        pb_grpc.add_CompletionServiceServicer_to_server(completion, self.grpc)
+        pb_grpc.add_ModelServiceServicer_to_server(model, self.grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        reflection.enable_server_reflection(
+            (COMPLETION_SERVICE, MODEL_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            self.grpc,
+        )
+        self.address = self._bind()
+        model.listen_address = self.address
+
+    def _bind(self) -> str:
+        if self.config.listen:
+            host, port = parse_listen(self.config.listen)
+            target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            try:
+                bound = self.grpc.add_insecure_port(target)
+            except RuntimeError as exc:
+                raise AlreadyRunning(f"cannot listen on {target}: address in use?") from exc
+            return target.rsplit(":", 1)[0] + f":{bound}"
+        assert self.config.socket_path is not None
+        path = self.config.socket_path
+        _claim_socket(path)
+        old_umask = os.umask(0o177)  # the socket file is created 0600: this user only
+        try:
+            self.grpc.add_insecure_port(f"unix://{path}")
+        finally:
+            os.umask(old_umask)
+        return f"unix://{path}"
+
+    def start(self) -> None:
+        self.grpc.start()
+        if self.config.socket_path is not None and not self.config.listen:
+            os.chmod(self.config.socket_path, 0o600)
+
+    def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", COMPLETION_SERVICE):
+            self.health.set(name, status)
+
+    def stop(self) -> None:
+        """Refuse new requests, let in-flight ones finish (up to grace_s), remove the socket."""
+        self.health.enter_graceful_shutdown()
+        self.grpc.stop(self.config.grace_s).wait()
+        if self.config.socket_path is not None and not self.config.listen:
+            self.config.socket_path.unlink(missing_ok=True)

@@ -1,0 +1,158 @@
+"""gRPC servicers: request validation, completion, status and retraining.
+
+No try/except here: errors are raised as `CompletiondError`s and turned into status codes by
+`boundary.ErrorBoundary`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+from completiond import __version__
+from completiond.errors import InvalidRequest
+from completiond.v1 import completion_pb2 as pb
+from completiond.v1 import completion_pb2_grpc as pb_grpc
+
+from .decoder import Query
+from .model_slot import ModelSlot, ServedModel
+from .trainer import TrainingRunner
+
+
+@dataclass
+class RequestLimits:
+    max_candidates: int = 16
+    max_chars: int = 400
+    max_temperature: float = 5.0
+    max_prefix_chars: int = 1_000_000  # larger prefixes are refused; the model reads a tail
+    max_suffix_chars: int = 1_000_000
+
+
+def validate(request: pb.CompleteRequest, limits: RequestLimits, default_max_chars: int) -> Query:
+    """The request as a Query, or InvalidRequest naming the field and its allowed range."""
+    if not 0 <= request.n <= limits.max_candidates:
+        raise InvalidRequest(f"n must be between 0 and {limits.max_candidates}, got {request.n}")
+    if not 0 <= request.max_chars <= limits.max_chars:
+        raise InvalidRequest(
+            f"max_chars must be between 0 and {limits.max_chars}, got {request.max_chars}"
+        )
+    if not (
+        math.isfinite(request.temperature) and 0 <= request.temperature <= limits.max_temperature
+    ):
+        raise InvalidRequest(
+            f"temperature must be between 0 and {limits.max_temperature}, got {request.temperature}"
+        )
+    if not (math.isfinite(request.min_confidence) and 0 <= request.min_confidence <= 1):
+        raise InvalidRequest(
+            f"min_confidence must be between 0 and 1, got {request.min_confidence}"
+        )
+    if len(request.prefix) > limits.max_prefix_chars:
+        raise InvalidRequest(
+            f"prefix has {len(request.prefix):,} characters; at most {limits.max_prefix_chars:,} "
+            "are accepted (send the tail before the cursor)"
+        )
+    if len(request.suffix) > limits.max_suffix_chars:
+        raise InvalidRequest(f"suffix has more than {limits.max_suffix_chars:,} characters")
+    return Query(
+        prefix=request.prefix,
+        suffix=request.suffix,
+        n=request.n or 1,
+        max_chars=request.max_chars or default_max_chars,
+        temperature=request.temperature,
+        min_confidence=request.min_confidence,
+    )
+
+
+class CompletionServicer(pb_grpc.CompletionServiceServicer):
+    def __init__(self, slot: ModelSlot, limits: RequestLimits | None = None) -> None:
+        self.slot = slot
+        self.limits = limits or RequestLimits()
+
+    def Complete(
+        self, request: pb.CompleteRequest, context: grpc.ServicerContext
+    ) -> pb.CompleteResponse:
+        model = self.slot.get()  # one model for the whole request, even across a swap
+        query = validate(request, self.limits, model.decoder.config.default_max_chars)
+        candidates = model.decoder.complete(query)
+        return pb.CompleteResponse(
+            candidates=[pb.Candidate(text=c.text, confidence=c.confidence) for c in candidates],
+            model_version=model.version,
+        )
+
+
+@dataclass
+class RequestStats:
+    total: int = 0
+    failed: int = 0
+
+    def count(self, ok: bool) -> None:
+        self.total += 1  # ints under the GIL: exact enough for a status display
+        self.failed += 0 if ok else 1
+
+
+def model_info(model: ServedModel) -> pb.ModelInfo:
+    meta = model.bundle.meta
+    corpus = meta.get("corpus", {})
+    return pb.ModelInfo(
+        version=model.version,
+        created_unix=meta.get("created_unix", 0.0),
+        val_bpc=meta.get("val_bpc", 0.0),
+        parameters=meta.get("parameters", 0),
+        vocab_size=model.bundle.tokenizer.vocab_size,
+        train_files=corpus.get("train_files", 0),
+        val_files=corpus.get("val_files", 0),
+        train_chars=corpus.get("train_chars", 0),
+        commit=corpus.get("commit", ""),
+        config_json=json.dumps(meta.get("model", {})),
+        bundle_dir=str(model.bundle.directory),
+    )
+
+
+class ModelServicer(pb_grpc.ModelServiceServicer):
+    def __init__(
+        self,
+        slot: ModelSlot,
+        runner: TrainingRunner,
+        stats: RequestStats,
+        listen_address: str,
+    ) -> None:
+        self.slot = slot
+        self.runner = runner
+        self.stats = stats
+        self.listen_address = listen_address
+        self.started = time.monotonic()
+
+    def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusResponse:
+        model = self.slot.loaded
+        return pb.StatusResponse(
+            repo=str(self.runner.repo),
+            store=str(self.runner.store_dir),
+            model=model_info(model) if model else None,
+            training_state=self.runner.state,
+            last_training_result=self.runner.last_result,
+            requests_total=self.stats.total,
+            requests_failed=self.stats.failed,
+            uptime_seconds=time.monotonic() - self.started,
+            listen_address=self.listen_address,
+            daemon_version=__version__,
+            execution_provider=model.engine.provider if model else "",
+        )
+
+    def Retrain(
+        self, request: pb.RetrainRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.TrainingProgress]:
+        if not (math.isfinite(request.minutes) and 0 <= request.minutes <= 24 * 60):
+            raise InvalidRequest(f"minutes must be between 0 and 1440, got {request.minutes}")
+        for p in self.runner.run(request.minutes or None):
+            yield pb.TrainingProgress(
+                phase=p.phase,
+                fraction=p.fraction,
+                eta_seconds=p.eta_s,
+                val_bpc=p.val_bpc,
+                message=p.message,
+                model_version=p.version,
+            )

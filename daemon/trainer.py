@@ -1,0 +1,175 @@
+"""Runs training in a child process and reports its progress.
+
+The child (`python -m completiond.training`) imports torch, so the daemon never does; it runs at
+lower priority with its own thread budget. Whatever happens to it (an error, SIGKILL, a bundle
+that does not verify), the served model is replaced only after the new bundle loads.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from completiond.errors import TrainingBusy
+from completiond.training.progress import Progress
+
+
+@dataclass
+class TrainerConfig:
+    minutes: float = 5.0  # budget of a retrain
+    threads: int = 1  # torch threads in the child: leave a core to serving
+    nice: int = 10  # the child's priority offset
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides, e.g. hidden_size
+    train: dict[str, Any] = field(default_factory=dict)  # other TrainConfig overrides
+
+
+class TrainingJob:
+    """One training child and the progress it reported; followed by any number of readers."""
+
+    def __init__(self, command: list[str], log_path: Path) -> None:
+        self.command = command
+        self.log_path = log_path
+        self.events: list[Progress] = []
+        self._changed = threading.Condition()
+        self._child: subprocess.Popen[str] | None = None
+        self._stopping = False
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.events) and self.events[-1].phase in ("done", "failed")
+
+    def publish(self, progress: Progress) -> None:
+        with self._changed:
+            self.events.append(progress)
+            self._changed.notify_all()
+
+    def follow(self, timeout_s: float = 0.5) -> Iterator[Progress]:
+        """Every event from the start until "done" or "failed", as they come."""
+        seen = 0
+        while True:
+            with self._changed:
+                while seen == len(self.events):
+                    self._changed.wait(timeout_s)
+                new = self.events[seen:]
+            seen += len(new)
+            yield from new
+            if new and new[-1].phase in ("done", "failed"):
+                return
+
+    def run_child(self) -> tuple[Progress | None, int]:
+        """Run the child to its end; returns its final report (if any) and exit status."""
+        final: Progress | None = None
+        with self.log_path.open("w") as log_file:
+            self._child = subprocess.Popen(
+                self.command,
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
+            if self._stopping:
+                self._child.kill()
+            self.publish(Progress("starting", message=f"training child pid {self._child.pid}"))
+            assert self._child.stdout is not None
+            for line in self._child.stdout:
+                try:
+                    progress = Progress.from_json(line)
+                except ValueError:
+                    continue  # stray output of a library: not ours to parse
+                if progress.phase in ("done", "failed"):
+                    final = progress
+                else:
+                    self.publish(progress)
+            return final, self._child.wait()
+
+    def stop(self) -> None:
+        """Kill the child (daemon shutdown); the run then ends as "failed"."""
+        self._stopping = True
+        if self._child is not None and self._child.poll() is None:
+            self._child.kill()
+
+
+class TrainingRunner:
+    """Starts at most one training job at a time, in a background thread."""
+
+    def __init__(
+        self,
+        repo: Path,
+        store_dir: Path,
+        config: TrainerConfig,
+        on_published: Callable[[str], None],
+    ) -> None:
+        self.repo = repo
+        self.store_dir = store_dir
+        self.config = config
+        self.on_published = on_published  # loads the new bundle; raises if it does not verify
+        self._lock = threading.Lock()
+        self.job: TrainingJob | None = None
+        self.last_result = ""
+
+    @property
+    def state(self) -> str:
+        job = self.job
+        return "training" if job is not None and not job.finished else "idle"
+
+    def command(self, minutes: float | None, threads: int | None) -> list[str]:
+        train = {
+            **self.config.train,
+            "minutes": minutes or self.config.minutes,
+            "threads": self.config.threads if threads is None else threads,
+        }
+        return [
+            sys.executable,
+            "-m",
+            "completiond.training",
+            "--repo",
+            str(self.repo),
+            "--store",
+            str(self.store_dir),
+            "--nice",
+            str(self.config.nice),
+            "--config",
+            json.dumps({"model": self.config.model, "train": train}),
+        ]
+
+    def start(self, minutes: float | None = None, threads: int | None = None) -> TrainingJob:
+        """Start a run; TrainingBusy when one is in progress. Follow it with `job.follow()`."""
+        with self._lock:
+            if self.state == "training":
+                raise TrainingBusy("a training run is already in progress")
+            self.store_dir.mkdir(parents=True, exist_ok=True)
+            job = TrainingJob(self.command(minutes, threads), self.store_dir / "train.log")
+            self.job = job
+        threading.Thread(target=self._run, args=(job,), name="training", daemon=True).start()
+        return job
+
+    def stop(self) -> None:
+        if self.job is not None:
+            self.job.stop()
+
+    def _run(self, job: TrainingJob) -> None:
+        started = time.time()
+        try:
+            final, code = job.run_child()
+        except OSError as exc:
+            final, code = Progress("failed", message=f"cannot start training: {exc}"), 1
+        if final is None or (final.phase == "done" and code != 0):
+            how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+            final = Progress(
+                "failed", message=f"training process ended ({how}); see {job.log_path}"
+            )
+        if final.phase == "done":
+            try:
+                self.on_published(final.version)
+            except Exception as exc:  # the old model keeps serving; say why
+                final = Progress("failed", message=f"new model not served: {exc}")
+        outcome = "ok" if final.phase == "done" else "failed"
+        self.last_result = f"{outcome}: {final.message} (after {time.time() - started:.0f} s)"
+        job.publish(final)

@@ -1,0 +1,121 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CompleteRequest(_message.Message):
+    __slots__ = ("prefix", "suffix", "path", "document_id", "n", "max_chars", "temperature", "min_confidence")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    SUFFIX_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    MAX_CHARS_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    MIN_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    suffix: str
+    path: str
+    document_id: str
+    n: int
+    max_chars: int
+    temperature: float
+    min_confidence: float
+    def __init__(self, prefix: _Optional[str] = ..., suffix: _Optional[str] = ..., path: _Optional[str] = ..., document_id: _Optional[str] = ..., n: _Optional[int] = ..., max_chars: _Optional[int] = ..., temperature: _Optional[float] = ..., min_confidence: _Optional[float] = ...) -> None: ...
+
+class Candidate(_message.Message):
+    __slots__ = ("text", "confidence")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    confidence: float
+    def __init__(self, text: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
+
+class CompleteResponse(_message.Message):
+    __slots__ = ("candidates", "model_version")
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    model_version: str
+    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("version", "created_unix", "val_bpc", "parameters", "vocab_size", "train_files", "val_files", "train_chars", "commit", "config_json", "bundle_dir")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    VAL_BPC_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_FILES_FIELD_NUMBER: _ClassVar[int]
+    VAL_FILES_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_CHARS_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_DIR_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    created_unix: float
+    val_bpc: float
+    parameters: int
+    vocab_size: int
+    train_files: int
+    val_files: int
+    train_chars: int
+    commit: str
+    config_json: str
+    bundle_dir: str
+    def __init__(self, version: _Optional[str] = ..., created_unix: _Optional[float] = ..., val_bpc: _Optional[float] = ..., parameters: _Optional[int] = ..., vocab_size: _Optional[int] = ..., train_files: _Optional[int] = ..., val_files: _Optional[int] = ..., train_chars: _Optional[int] = ..., commit: _Optional[str] = ..., config_json: _Optional[str] = ..., bundle_dir: _Optional[str] = ...) -> None: ...
+
+class StatusResponse(_message.Message):
+    __slots__ = ("repo", "store", "model", "training_state", "last_training_result", "requests_total", "requests_failed", "uptime_seconds", "listen_address", "daemon_version", "execution_provider")
+    REPO_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_STATE_FIELD_NUMBER: _ClassVar[int]
+    LAST_TRAINING_RESULT_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FAILED_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LISTEN_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    DAEMON_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    repo: str
+    store: str
+    model: ModelInfo
+    training_state: str
+    last_training_result: str
+    requests_total: int
+    requests_failed: int
+    uptime_seconds: float
+    listen_address: str
+    daemon_version: str
+    execution_provider: str
+    def __init__(self, repo: _Optional[str] = ..., store: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., training_state: _Optional[str] = ..., last_training_result: _Optional[str] = ..., requests_total: _Optional[int] = ..., requests_failed: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., listen_address: _Optional[str] = ..., daemon_version: _Optional[str] = ..., execution_provider: _Optional[str] = ...) -> None: ...
+
+class RetrainRequest(_message.Message):
+    __slots__ = ("minutes",)
+    MINUTES_FIELD_NUMBER: _ClassVar[int]
+    minutes: float
+    def __init__(self, minutes: _Optional[float] = ...) -> None: ...
+
+class TrainingProgress(_message.Message):
+    __slots__ = ("phase", "fraction", "eta_seconds", "val_bpc", "message", "model_version")
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    VAL_BPC_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    fraction: float
+    eta_seconds: float
+    val_bpc: float
+    message: str
+    model_version: str
+    def __init__(self, phase: _Optional[str] = ..., fraction: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., val_bpc: _Optional[float] = ..., message: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
