@@ -147,7 +147,7 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
     ) -> Iterator[pb.TrainingProgress]:
         if not (math.isfinite(request.minutes) and 0 <= request.minutes <= 24 * 60):
             raise InvalidRequest(f"minutes must be between 0 and 1440, got {request.minutes}")
-        for p in self.runner.run(request.minutes or None):
+        for p in self.runner.start(request.minutes or None).follow():
             yield pb.TrainingProgress(
                 phase=p.phase,
                 fraction=p.fraction,

@@ -77,17 +77,18 @@ class TrainingJob:
             if self._stopping:
                 self._child.kill()
             self.publish(Progress("starting", message=f"training child pid {self._child.pid}"))
-            assert self._child.stdout is not None
-            for line in self._child.stdout:
-                try:
-                    progress = Progress.from_json(line)
-                except ValueError:
-                    continue  # stray output of a library: not ours to parse
-                if progress.phase in ("done", "failed"):
-                    final = progress
-                else:
-                    self.publish(progress)
-            return final, self._child.wait()
+            with self._child as child:  # closes the pipe and reaps the child
+                assert child.stdout is not None
+                for line in child.stdout:
+                    try:
+                        progress = Progress.from_json(line)
+                    except ValueError:
+                        continue  # stray output of a library: not ours to parse
+                    if progress.phase in ("done", "failed"):
+                        final = progress
+                    else:
+                        self.publish(progress)
+            return final, child.returncode
 
     def stop(self) -> None:
         """Kill the child (daemon shutdown); the run then ends as "failed"."""

@@ -1,0 +1,241 @@
+"""A real daemon on a real Unix socket, called through the real client library."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from completiond.clients.client import Client
+from completiond.daemon.daemon import Daemon, DaemonConfig
+from completiond.daemon.server import ServerConfig, parse_listen
+from completiond.errors import AlreadyRunning, InvalidRequest
+from completiond.training.bundle import ModelStore
+
+
+# A handler the fixture repository does not contain, up to the cursor in its last line.
+NEW_HANDLER = (
+    'def handler_999(request):\n    value = request.get("key_999")\n'
+    "    if value is None:\n        return respond(None)\n    return re"
+)
+
+
+def client_for(daemon: Daemon) -> Client:
+    return Client(daemon.server.address, timeout_s=30)
+
+
+def test_completes_a_held_out_style_line(running_daemon: Daemon) -> None:
+    with client_for(running_daemon) as client:
+        response = client.complete(NEW_HANDLER, path="new.py")
+    assert response.candidates[0].text == "spond(value)"
+    assert 0 < response.candidates[0].confidence <= 1
+    assert response.model_version == running_daemon.slot.get().version
+
+
+def test_several_candidates_are_distinct_single_lines_best_first(running_daemon: Daemon) -> None:
+    with client_for(running_daemon) as client:
+        response = client.complete("    value = request.get(", n=4, max_chars=30)
+    texts = [c.text for c in response.candidates]
+    confidences = [c.confidence for c in response.candidates]
+    assert 1 <= len(texts) <= 4 and len(set(texts)) == len(texts)
+    assert confidences == sorted(confidences, reverse=True)
+    assert all("\n" not in t and len(t) <= 30 for t in texts)
+
+
+def test_sampling_with_a_temperature_answers(running_daemon: Daemon) -> None:
+    with client_for(running_daemon) as client:
+        response = client.complete("    if value is ", n=3, temperature=0.8)
+    assert response.candidates and all("\n" not in c.text for c in response.candidates)
+
+
+BAD_REQUESTS = [
+    ({"n": -1}, "n must be between 0 and 16"),
+    ({"n": 17}, "n must be between 0 and 16"),
+    ({"max_chars": -5}, "max_chars must be between 0 and 400"),
+    ({"max_chars": 100_000}, "max_chars must be between 0 and 400"),
+    ({"temperature": -0.5}, "temperature must be between 0 and 5"),
+    ({"temperature": float("nan")}, "temperature must be between 0 and 5"),
+    ({"temperature": float("inf")}, "temperature must be between 0 and 5"),
+    ({"min_confidence": 1.5}, "min_confidence must be between 0 and 1"),
+    ({"prefix": "x" * 1_000_001}, "prefix has 1,000,001 characters"),
+]
+
+
+@pytest.mark.parametrize(("fields", "message"), BAD_REQUESTS)
+def test_bad_requests_get_invalid_argument_and_the_daemon_keeps_serving(
+    running_daemon: Daemon, fields: dict[str, object], message: str
+) -> None:
+    with client_for(running_daemon) as client:
+        with pytest.raises(grpc.RpcError) as err:
+            client.complete(**{"prefix": "x = ", **fields})  # type: ignore[arg-type]
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert message in err.value.details()
+        assert client.complete(NEW_HANDLER).candidates
+
+
+def test_a_message_above_the_transport_limit_is_refused_cleanly(running_daemon: Daemon) -> None:
+    with client_for(running_daemon) as client:
+        with pytest.raises(grpc.RpcError) as err:
+            client.complete("y" * 5_000_000)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert client.complete(NEW_HANDLER).candidates
+
+
+def test_status_health_and_reflection(running_daemon: Daemon) -> None:
+    with client_for(running_daemon) as client:
+        client.complete(NEW_HANDLER)
+        status = client.status()
+        health = health_pb2_grpc.HealthStub(client.channel).Check(
+            health_pb2.HealthCheckRequest(service="completiond.v1.CompletionService")
+        )
+        reflect = reflection_pb2_grpc.ServerReflectionStub(client.channel)
+        answer = next(
+            reflect.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+            )
+        )
+    assert status.model.version == running_daemon.slot.get().version
+    assert status.model.val_bpc > 0 and status.model.train_files >= 1
+    assert status.training_state == "idle" and status.requests_total >= 1
+    assert status.execution_provider == "CPUExecutionProvider"
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    names = {s.name for s in answer.list_services_response.service}
+    assert {"completiond.v1.CompletionService", "completiond.v1.ModelService"} <= names
+
+
+def test_socket_is_private_to_the_user(running_daemon: Daemon) -> None:
+    path = running_daemon.server.config.socket_path
+    assert path is not None
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_a_second_daemon_on_the_same_socket_refuses(running_daemon: Daemon) -> None:
+    config = running_daemon.config
+    with pytest.raises(AlreadyRunning, match="already serving"):
+        Daemon(
+            DaemonConfig(
+                repo=config.repo,
+                store=config.store,
+                server=ServerConfig(socket_path=config.server.socket_path),
+            )
+        )
+    with client_for(running_daemon) as client:  # and the first one still answers
+        assert client.complete(NEW_HANDLER).candidates
+
+
+def test_retrain_streams_progress_and_serves_the_new_model(running_daemon: Daemon) -> None:
+    before = running_daemon.slot.get().version
+    with client_for(running_daemon) as client:
+        events = list(client.retrain(minutes=0.05))
+        phases = [e.phase for e in events]
+        assert phases[0] == "starting" and phases[-1] == "done", events[-1].message
+        assert "training" in phases
+        assert events[-1].model_version != before
+        assert client.complete(NEW_HANDLER).model_version == events[-1].model_version
+        assert client.status().last_training_result.startswith("ok:")
+
+
+def test_a_second_retrain_while_one_runs_is_refused(running_daemon: Daemon) -> None:
+    with client_for(running_daemon) as client:
+        first = client.retrain(minutes=0.05)
+        assert next(first).phase == "starting"
+        with pytest.raises(grpc.RpcError) as err:
+            list(client.retrain(minutes=0.05))
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert list(first)[-1].phase == "done"
+
+
+def _daemon_on(store: Path, repo: Path, tmp_path: Path) -> Daemon:
+    daemon = Daemon(
+        DaemonConfig(repo=repo, store=store, server=ServerConfig(socket_path=tmp_path / "x.sock"))
+    )
+    daemon.start(io.StringIO())
+    return daemon
+
+
+def test_without_a_model_completions_are_unavailable_not_errors(
+    fixture_repo: Path, tmp_path: Path
+) -> None:
+    daemon = _daemon_on(tmp_path / "empty-store", fixture_repo, tmp_path)
+    try:
+        with client_for(daemon) as client:
+            with pytest.raises(grpc.RpcError) as err:
+                client.complete("x")
+            health = health_pb2_grpc.HealthStub(client.channel).Check(
+                health_pb2.HealthCheckRequest(service="")
+            )
+            assert client.status().training_state == "idle"
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "no model" in err.value.details()
+        assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        daemon.server.stop()
+
+
+def test_a_corrupt_stored_model_is_reported_and_not_served(
+    fixture_repo: Path, trained_store: ModelStore, tmp_path: Path
+) -> None:
+    shutil.copytree(trained_store.root, tmp_path / "s")
+    model = ModelStore(tmp_path / "s").current().model_path
+    model.write_bytes(b"garbage")
+    out = io.StringIO()
+    daemon = Daemon(
+        DaemonConfig(
+            repo=fixture_repo,
+            store=tmp_path / "s",
+            server=ServerConfig(socket_path=tmp_path / "x.sock"),
+        )
+    )
+    daemon.start(out)
+    try:
+        assert "stored model is unusable" in out.getvalue()
+        assert "does not match its hash" in out.getvalue()
+        assert daemon.slot.loaded is None
+    finally:
+        daemon.server.stop()
+
+
+def test_loopback_tcp_on_port_zero(fixture_repo: Path, trained_store: ModelStore) -> None:
+    daemon = Daemon(
+        DaemonConfig(
+            repo=fixture_repo, store=trained_store.root, server=ServerConfig(listen="127.0.0.1:0")
+        )
+    )
+    daemon.start(io.StringIO())
+    try:
+        assert not daemon.server.address.endswith(":0")
+        with Client(daemon.server.address) as client:
+            assert client.complete(NEW_HANDLER).candidates[0].text == "spond(value)"
+    finally:
+        daemon.server.stop()
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:5000", "192.168.1.2:80", "example.com:80", "x"])
+def test_non_loopback_or_malformed_listen_addresses_are_refused(listen: str) -> None:
+    with pytest.raises(InvalidRequest):
+        parse_listen(listen)
+
+
+def test_listen_accepts_loopback_forms() -> None:
+    assert parse_listen("localhost:0") == ("localhost", 0)
+    assert parse_listen("[::1]:7000") == ("::1", 7000)
+    assert parse_listen("127.0.0.2:1") == ("127.0.0.2", 1)
+
+
+def test_serving_code_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, completiond.daemon.daemon, completiond.clients.cli;"
+        "sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], env=os.environ).returncode == 0

@@ -1,0 +1,125 @@
+"""The decoder on a fake engine whose next-character probabilities are known exactly."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from completiond.daemon.decoder import Decoder, DecoderConfig, Query, postprocess
+from completiond.daemon.engine import State
+from completiond.training.tokenizer import CharTokenizer
+
+
+class BigramEngine:
+    """Next-character distribution depends on the last character only: p(next | last)."""
+
+    def __init__(self, tokenizer: CharTokenizer, table: dict[str, dict[str, float]]) -> None:
+        self.vocab_size = tokenizer.vocab_size
+        self.logits = np.full((self.vocab_size, self.vocab_size), -1e4, dtype=np.float32)
+        for last, nexts in table.items():
+            for nxt, p in nexts.items():
+                self.logits[tokenizer.encode(last)[0], tokenizer.encode(nxt)[0]] = math.log(p)
+        self.calls = 0
+
+    def zero_state(self, batch: int) -> State:
+        return np.zeros((1, batch, 1), np.float32), np.zeros((1, batch, 1), np.float32)
+
+    def run(self, ids: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        assert ids.dtype == np.int64 and ids.ndim == 2 and state[0].shape[1] == ids.shape[0]
+        self.calls += 1
+        return self.logits[ids], state  # [B,T,V]
+
+
+TOK = CharTokenizer.fit([""])
+
+
+def decoder(table: dict[str, dict[str, float]], beam_width: int = 4) -> Decoder:
+    return Decoder(BigramEngine(TOK, table), TOK, DecoderConfig(beam_width=beam_width))
+
+
+CHAIN = {"a": {"b": 0.9, "z": 0.1}, "b": {"c": 0.8, "\n": 0.2}, "c": {"\n": 1.0}, "z": {"\n": 1.0}}
+
+
+def test_stops_at_the_end_of_the_line_with_the_exact_line_probability() -> None:
+    (best, *_) = decoder(CHAIN).complete(Query(prefix="xa"))
+    assert best.text == "bc"
+    assert best.confidence == pytest.approx(0.9 * 0.8 * 1.0, rel=1e-5)
+
+
+def test_candidates_are_ranked_distinct_and_at_most_n() -> None:
+    got = decoder(CHAIN).complete(Query(prefix="a", n=3))
+    assert [c.text for c in got] == ["bc", "b", "z"]
+    assert [round(c.confidence, 4) for c in got] == [0.72, 0.18, 0.1]
+
+
+def test_honours_max_chars_on_a_line_that_never_ends() -> None:
+    loop = {"x": {"y": 1.0}, "y": {"x": 1.0}}
+    got = decoder(loop).complete(Query(prefix="x", max_chars=5))
+    assert got[0].text == "yxyxy"
+
+
+def test_beam_search_finds_the_likelier_line_that_greedy_misses() -> None:
+    # Greedy takes "p" (0.6) and then has only unlikely ways to end; "q" (0.4) ends for sure.
+    table = {
+        "s": {"p": 0.6, "q": 0.4},
+        "p": {"1": 0.3, "2": 0.25, "3": 0.25, "4": 0.2},
+        **{d: {"\n": 1.0} for d in "1234"},
+        "q": {"\n": 1.0},
+    }
+    assert decoder(table, beam_width=1).complete(Query(prefix="s"))[0].text == "p1"
+    assert decoder(table, beam_width=4).complete(Query(prefix="s"))[0].text == "q"
+
+
+def test_deterministic_at_temperature_zero() -> None:
+    runs = [decoder(CHAIN).complete(Query(prefix="a", n=2)) for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_sampling_is_reproducible_with_a_seed_and_gives_valid_lines() -> None:
+    query = Query(prefix="a", n=8, temperature=1.0, seed=7)
+    first = decoder(CHAIN).complete(query)
+    assert first == decoder(CHAIN).complete(query)
+    assert {c.text for c in first} <= {"bc", "b", "z"}
+    assert all("\n" not in c.text for c in first)
+
+
+def test_beams_run_as_one_batch_per_character() -> None:
+    dec = decoder(CHAIN)
+    dec.complete(Query(prefix="xa", n=3))
+    assert dec.engine.calls <= 1 + 3  # the prefix once, then one call per character
+
+
+def test_min_confidence_hides_unlikely_candidates() -> None:
+    got = decoder(CHAIN).complete(Query(prefix="a", n=3, min_confidence=0.5))
+    assert [c.text for c in got] == ["bc"]
+
+
+def test_empty_prefix_is_treated_as_the_start_of_a_line() -> None:
+    table = {"\n": {"a": 1.0}, **CHAIN}
+    assert decoder(table).complete(Query(prefix=""))[0].text == "abc"
+
+
+@pytest.mark.parametrize(
+    ("line", "suffix", "expected"),
+    [
+        ("foo(x)", ")", "foo(x"),  # an auto-inserted bracket is not typed twice
+        ("foo(x):", "):", "foo(x"),
+        ("value  ", "", "value"),  # trailing blanks dropped
+        ("= sel", "self.x\nnext line", "="),  # the rest of the line already follows
+        ("abc", "xyz", "abc"),
+        (")", ")", None),  # nothing left to insert: no candidate
+    ],
+)
+def test_postprocess_never_repeats_what_follows_the_cursor(
+    line: str, suffix: str, expected: str | None
+) -> None:
+    got = postprocess([(line, math.log(0.5))], Query(prefix="", suffix=suffix))
+    assert [c.text for c in got] == ([] if expected is None else [expected])
+
+
+def test_postprocess_merges_lines_that_become_equal() -> None:
+    lines = [("x)", math.log(0.3)), ("x", math.log(0.2))]
+    got = postprocess(lines, Query(prefix="", suffix=")", n=2))
+    assert [(c.text, round(c.confidence, 3)) for c in got] == [("x", 0.5)]
