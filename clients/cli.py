@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.json_format import MessageToDict
+
 from completiond import __version__
 from completiond.errors import CompletiondError, DaemonUnreachable
 from completiond.training.bundle import ModelStore
 from completiond.training.locations import default_store_dir, repo_root
 from completiond.training.progress import Progress, ProgressBar
-from google.protobuf.json_format import MessageToDict
 
 from .client import Client, daemon_address
 
@@ -50,7 +51,7 @@ def _add_store(p: argparse.ArgumentParser) -> None:
 
 def _add_model(p: argparse.ArgumentParser, minutes: float, what: str) -> None:
     p.add_argument("--minutes", type=float, default=minutes, help=f"{what} (default: {minutes:g})")
-    p.add_argument("--hidden-size", type=int, help="LSTM units per layer (default: 512)")
+    p.add_argument("--hidden-size", type=int, help="LSTM units per layer (default: 256)")
     p.add_argument("--layers", type=int, help="LSTM layers (default: 1)")
 
 
@@ -203,9 +204,8 @@ def _print_status(status: dict[str, Any]) -> None:
     model = status.get("model")
     rows = [("repository", status["repo"]), ("store", status["store"])]
     daemon = status.get("listenAddress")
-    rows.append(
-        ("daemon", f"{daemon} (up {status['uptimeSeconds']:.0f} s)" if daemon else "not running")
-    )
+    up = f"{daemon} (pid {status.get('pid')}, up {status.get('uptimeSeconds', 0):.0f} s)"
+    rows.append(("daemon", up if daemon else "not running"))
     if model:
         rows.append(
             (

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+
 from completiond.errors import DaemonUnreachable
 from completiond.training.locations import default_socket_path, repo_root
 from completiond.v1 import completion_pb2 as pb
@@ -72,6 +73,11 @@ class Client:
             min_confidence=min_confidence,
         )
         return self.completion.Complete(request, timeout=self.timeout_s)
+
+    def warm(self, text: str, document_id: str = "", path: str = "") -> pb.WarmResponse:
+        """Have the daemon read a document now (e.g. when it is opened in an editor)."""
+        request = pb.WarmRequest(document_id=document_id, path=path, text=text)
+        return self.completion.Warm(request, timeout=self.timeout_s)
 
     def status(self) -> pb.StatusResponse:
         return self.model.Status(pb.StatusRequest(), timeout=self.timeout_s)

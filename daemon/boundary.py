@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+
 from completiond.errors import CompletiondError
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,7 @@ from .engine import EngineConfig
 from .model_slot import ModelSlot
 from .server import Server, ServerConfig
 from .service import CompletionServicer, ModelServicer, RequestLimits, RequestStats
+from .state_cache import ContextConfig
 from .trainer import TrainerConfig, TrainingRunner
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class DaemonConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     limits: RequestLimits = field(default_factory=RequestLimits)
 
@@ -48,7 +50,7 @@ class Daemon:
         store_dir = config.store or default_store_dir(self.repo)
         if config.server.socket_path is None and config.server.listen is None:
             config.server.socket_path = default_socket_path(self.repo)
-        self.slot = ModelSlot(ModelStore(store_dir), config.engine, config.decoder)
+        self.slot = ModelSlot(ModelStore(store_dir), config.engine, config.decoder, config.context)
         self.runner = TrainingRunner(self.repo, store_dir, config.trainer, self._on_published)
         self.stats = RequestStats()
         self.server = Server(

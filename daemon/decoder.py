@@ -8,17 +8,20 @@ included). With a temperature, `n` lines are sampled in one batch instead.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
+
+from completiond.errors import Cancelled
 from completiond.training.tokenizer import UNK_ID, CharTokenizer
 
 from .engine import Engine, State
+from .state_cache import DocumentStates
 
 
 @dataclass
 class DecoderConfig:
-    context_chars: int = 2048  # tail of the prefix the model reads for a new request
     default_max_chars: int = 80  # candidate length when the request does not say
     beam_width: int = 4  # beams kept at temperature 0 (at least the number of candidates asked)
 
@@ -39,7 +42,9 @@ class Query:
     max_chars: int = 80
     temperature: float = 0.0
     min_confidence: float = 0.0
+    document: str = ""  # key of the document's cached state; "" reads the prefix's tail cold
     seed: int | None = None  # for reproducible sampling
+    cancelled: threading.Event | None = None  # set when the client gave up: stop decoding
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -50,31 +55,34 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
+def _check(query: Query) -> None:
+    if query.cancelled is not None and query.cancelled.is_set():
+        raise Cancelled("the request was cancelled or ran past its deadline")
+
+
 def _take(state: State, rows: np.ndarray) -> State:
     return state[0][:, rows], state[1][:, rows]
 
 
 class Decoder:
     def __init__(
-        self, engine: Engine, tokenizer: CharTokenizer, config: DecoderConfig | None = None
-    ):
+        self,
+        engine: Engine,
+        tokenizer: CharTokenizer,
+        states: DocumentStates,
+        config: DecoderConfig | None = None,
+    ) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
+        self.states = states  # where the prefix is read: cached per document, else cold
         self.config = config or DecoderConfig()
         self.newline = tokenizer.newline_id
 
     def complete(self, query: Query) -> list[Candidate]:
-        logits, state = self._read_prefix(query.prefix)
+        logits, state = self.states.read(query.prefix, query.document)
         search = self._sample if query.temperature > 0 else self._beam_search
         lines = search(logits, state, query)
         return postprocess([(self.tokenizer.decode(ids), lp) for ids, lp in lines], query)
-
-    def _read_prefix(self, prefix: str) -> tuple[np.ndarray, State]:
-        """Run the context through the model in one call; logits [1,V] predict the next char."""
-        context = prefix[-self.config.context_chars :] or "\n"  # empty file: as after a newline
-        ids = self.tokenizer.encode(context)[None, :]  # [1,T]
-        logits, state = self.engine.run(ids, self.engine.zero_state(1))  # [1,T,V]
-        return logits[:, -1, :], state
 
     def _beam_search(
         self, logits: np.ndarray, state: State, query: Query
@@ -84,6 +92,7 @@ class Decoder:
         scores = np.zeros(1)  # log-probability of each live beam
         finished: list[tuple[list[int], float]] = []
         for _ in range(query.max_chars):
+            _check(query)
             logp = _log_softmax(logits) + scores[:, None]  # [B,V]
             # Lines that end here: the newline's probability closes them. An empty line is no
             # suggestion, so it takes no place among the results.
@@ -123,6 +132,7 @@ class Decoder:
         scores = np.zeros(n)
         live = np.ones(n, dtype=bool)
         for _ in range(query.max_chars):
+            _check(query)
             logp = _log_softmax(logits)  # [n,V]
             tempered = np.exp((logp - logp.max(axis=1, keepdims=True)) / query.temperature)
             probs = tempered / tempered.sum(axis=1, keepdims=True)

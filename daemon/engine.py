@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
+
 from completiond.errors import BundleError
 
 log = logging.getLogger(__name__)

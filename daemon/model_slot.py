@@ -1,6 +1,7 @@
 """The served model and its atomic replacement.
 
-A `ServedModel` bundles everything a request needs (bundle metadata, engine, decoder); the slot
+A `ServedModel` bundles everything a request needs (bundle metadata, engine, decoder with its
+per-document state cache, which therefore starts empty with every new model); the slot
 holds exactly one and replaces it with a single reference assignment, so an in-flight request
 keeps the model it started with and never sees a half-loaded one.
 """
@@ -16,6 +17,7 @@ from completiond.training.bundle import Bundle, ModelStore
 
 from .decoder import Decoder, DecoderConfig
 from .engine import EngineConfig, OnnxEngine
+from .state_cache import ContextConfig, DocumentStates
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +39,12 @@ class ModelSlot:
         store: ModelStore,
         engine_config: EngineConfig | None = None,
         decoder_config: DecoderConfig | None = None,
+        context_config: ContextConfig | None = None,
     ) -> None:
         self.store = store
         self.engine_config = engine_config or EngineConfig()
         self.decoder_config = decoder_config or DecoderConfig()
+        self.context_config = context_config or ContextConfig()
         self._model: ServedModel | None = None
         self._load_lock = threading.Lock()
 
@@ -64,7 +68,8 @@ class ModelSlot:
         with self._load_lock:
             bundle = self.store.current()
             engine = OnnxEngine(bundle.model_path, bundle.tokenizer.vocab_size, self.engine_config)
-            decoder = Decoder(engine, bundle.tokenizer, self.decoder_config)
+            states = DocumentStates(engine, bundle.tokenizer, self.context_config)
+            decoder = Decoder(engine, bundle.tokenizer, states, self.decoder_config)
             engine.run(bundle.tokenizer.encode("def f(x):\n    ")[None, :], engine.zero_state(1))
             self._model = ServedModel(bundle, engine, decoder)
             log.info("serving model %s", bundle.version)

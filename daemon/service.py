@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
+
 from completiond import __version__
 from completiond.errors import InvalidRequest
 from completiond.v1 import completion_pb2 as pb
@@ -30,6 +33,11 @@ class RequestLimits:
     max_temperature: float = 5.0
     max_prefix_chars: int = 1_000_000  # larger prefixes are refused; the model reads a tail
     max_suffix_chars: int = 1_000_000
+
+
+def document_key(request: pb.CompleteRequest | pb.WarmRequest) -> str:
+    """The state-cache key: the client's document id, else the path."""
+    return request.document_id or request.path
 
 
 def validate(request: pb.CompleteRequest, limits: RequestLimits, default_max_chars: int) -> Query:
@@ -64,6 +72,7 @@ def validate(request: pb.CompleteRequest, limits: RequestLimits, default_max_cha
         max_chars=request.max_chars or default_max_chars,
         temperature=request.temperature,
         min_confidence=request.min_confidence,
+        document=document_key(request),
     )
 
 
@@ -77,11 +86,22 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
     ) -> pb.CompleteResponse:
         model = self.slot.get()  # one model for the whole request, even across a swap
         query = validate(request, self.limits, model.decoder.config.default_max_chars)
-        candidates = model.decoder.complete(query)
+        cancelled = threading.Event()
+        context.add_callback(cancelled.set)  # the client cancelled, or the deadline passed
+        candidates = model.decoder.complete(replace(query, cancelled=cancelled))
         return pb.CompleteResponse(
             candidates=[pb.Candidate(text=c.text, confidence=c.confidence) for c in candidates],
             model_version=model.version,
         )
+
+    def Warm(self, request: pb.WarmRequest, context: grpc.ServicerContext) -> pb.WarmResponse:
+        if not document_key(request):
+            raise InvalidRequest("Warm needs a document_id or a path to file the state under")
+        if len(request.text) > self.limits.max_prefix_chars:
+            raise InvalidRequest(f"text has more than {self.limits.max_prefix_chars:,} characters")
+        states = self.slot.get().decoder.states
+        states.warm(request.text, document_key(request))
+        return pb.WarmResponse(chars_read=min(len(request.text), states.config.warm_chars))
 
 
 @dataclass
@@ -140,6 +160,7 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
             listen_address=self.listen_address,
             daemon_version=__version__,
             execution_provider=model.engine.provider if model else "",
+            pid=os.getpid(),
         )
 
     def Retrain(

@@ -19,7 +19,6 @@ from completiond.daemon.server import ServerConfig, parse_listen
 from completiond.errors import AlreadyRunning, InvalidRequest
 from completiond.training.bundle import ModelStore
 
-
 # A handler the fixture repository does not contain, up to the cursor in its last line.
 NEW_HANDLER = (
     'def handler_999(request):\n    value = request.get("key_999")\n'

@@ -9,6 +9,7 @@ import pytest
 
 from completiond.daemon.decoder import Decoder, DecoderConfig, Query, postprocess
 from completiond.daemon.engine import State
+from completiond.daemon.state_cache import ContextConfig, DocumentStates
 from completiond.training.tokenizer import CharTokenizer
 
 
@@ -36,7 +37,9 @@ TOK = CharTokenizer.fit([""])
 
 
 def decoder(table: dict[str, dict[str, float]], beam_width: int = 4) -> Decoder:
-    return Decoder(BigramEngine(TOK, table), TOK, DecoderConfig(beam_width=beam_width))
+    engine = BigramEngine(TOK, table)
+    states = DocumentStates(engine, TOK, ContextConfig())
+    return Decoder(engine, TOK, states, DecoderConfig(beam_width=beam_width))
 
 
 CHAIN = {"a": {"b": 0.9, "z": 0.1}, "b": {"c": 0.8, "\n": 0.2}, "c": {"\n": 1.0}, "z": {"\n": 1.0}}

@@ -33,6 +33,7 @@ def test_onnx_matches_pytorch_at_several_batch_and_time_sizes(tmp_path: Path, la
         assert logits.shape == (batch, steps, 40)
         np.testing.assert_allclose(logits, want.numpy(), atol=1e-4)
         np.testing.assert_allclose(h, wh.numpy(), atol=1e-5)
+        np.testing.assert_allclose(c, wc.numpy(), atol=1e-5)
 
 
 def test_parity_check_refuses_an_export_that_differs(tmp_path: Path) -> None:
@@ -73,10 +74,10 @@ def test_a_missing_file_or_meta_is_refused(trained_store: ModelStore, tmp_path: 
     store = copy_store(trained_store, tmp_path / "s")
     directory = store.current().directory
     (directory / "tokenizer.json").unlink()
-    with pytest.raises(BundleError, match="tokenizer.json is missing"):
+    with pytest.raises(BundleError, match=r"tokenizer\.json is missing"):
         load_bundle(directory)
     (directory / "meta.json").write_text("{not json")
-    with pytest.raises(BundleError, match="unreadable meta.json"):
+    with pytest.raises(BundleError, match=r"unreadable meta\.json"):
         load_bundle(directory)
 
 

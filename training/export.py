@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+
 from completiond.errors import ExportError
 
 from .model import CharLSTM

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+
 from completiond import __version__
 
 from .bundle import MODEL_FILE, TOKENIZER_FILE, Bundle, ModelStore, new_version

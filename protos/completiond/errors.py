@@ -20,6 +20,12 @@ class InvalidRequest(CompletiondError):
     grpc_code_name = "INVALID_ARGUMENT"
 
 
+class Cancelled(CompletiondError):
+    """The client cancelled the request or its deadline passed (gRPC CANCELLED)."""
+
+    grpc_code_name = "CANCELLED"
+
+
 class NoModel(CompletiondError):
     """No usable model bundle exists yet (gRPC UNAVAILABLE): train one first."""
 

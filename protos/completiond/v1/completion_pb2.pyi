@@ -26,6 +26,22 @@ class CompleteRequest(_message.Message):
     min_confidence: float
     def __init__(self, prefix: _Optional[str] = ..., suffix: _Optional[str] = ..., path: _Optional[str] = ..., document_id: _Optional[str] = ..., n: _Optional[int] = ..., max_chars: _Optional[int] = ..., temperature: _Optional[float] = ..., min_confidence: _Optional[float] = ...) -> None: ...
 
+class WarmRequest(_message.Message):
+    __slots__ = ("document_id", "path", "text")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    path: str
+    text: str
+    def __init__(self, document_id: _Optional[str] = ..., path: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class WarmResponse(_message.Message):
+    __slots__ = ("chars_read",)
+    CHARS_READ_FIELD_NUMBER: _ClassVar[int]
+    chars_read: int
+    def __init__(self, chars_read: _Optional[int] = ...) -> None: ...
+
 class Candidate(_message.Message):
     __slots__ = ("text", "confidence")
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -73,7 +89,7 @@ class ModelInfo(_message.Message):
     def __init__(self, version: _Optional[str] = ..., created_unix: _Optional[float] = ..., val_bpc: _Optional[float] = ..., parameters: _Optional[int] = ..., vocab_size: _Optional[int] = ..., train_files: _Optional[int] = ..., val_files: _Optional[int] = ..., train_chars: _Optional[int] = ..., commit: _Optional[str] = ..., config_json: _Optional[str] = ..., bundle_dir: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("repo", "store", "model", "training_state", "last_training_result", "requests_total", "requests_failed", "uptime_seconds", "listen_address", "daemon_version", "execution_provider")
+    __slots__ = ("repo", "store", "model", "training_state", "last_training_result", "requests_total", "requests_failed", "uptime_seconds", "listen_address", "daemon_version", "execution_provider", "pid")
     REPO_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +101,7 @@ class StatusResponse(_message.Message):
     LISTEN_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     DAEMON_VERSION_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
     repo: str
     store: str
     model: ModelInfo
@@ -96,7 +113,8 @@ class StatusResponse(_message.Message):
     listen_address: str
     daemon_version: str
     execution_provider: str
-    def __init__(self, repo: _Optional[str] = ..., store: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., training_state: _Optional[str] = ..., last_training_result: _Optional[str] = ..., requests_total: _Optional[int] = ..., requests_failed: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., listen_address: _Optional[str] = ..., daemon_version: _Optional[str] = ..., execution_provider: _Optional[str] = ...) -> None: ...
+    pid: int
+    def __init__(self, repo: _Optional[str] = ..., store: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., training_state: _Optional[str] = ..., last_training_result: _Optional[str] = ..., requests_total: _Optional[int] = ..., requests_failed: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., listen_address: _Optional[str] = ..., daemon_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
 
 class RetrainRequest(_message.Message):
     __slots__ = ("minutes",)

@@ -40,6 +40,11 @@ class CompletionServiceStub:
                 request_serializer=completiond_dot_v1_dot_completion__pb2.CompleteRequest.SerializeToString,
                 response_deserializer=completiond_dot_v1_dot_completion__pb2.CompleteResponse.FromString,
                 _registered_method=True)
+        self.Warm = channel.unary_unary(
+                '/completiond.v1.CompletionService/Warm',
+                request_serializer=completiond_dot_v1_dot_completion__pb2.WarmRequest.SerializeToString,
+                response_deserializer=completiond_dot_v1_dot_completion__pb2.WarmResponse.FromString,
+                _registered_method=True)
 
 
 class CompletionServiceServicer:
@@ -54,6 +59,14 @@ class CompletionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Warm(self, request, context):
+        """Reads a document into the per-document state cache now (e.g. when an editor opens it), so
+        that completions in it answer without reading its text again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CompletionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +74,11 @@ def add_CompletionServiceServicer_to_server(servicer, server):
                     servicer.Complete,
                     request_deserializer=completiond_dot_v1_dot_completion__pb2.CompleteRequest.FromString,
                     response_serializer=completiond_dot_v1_dot_completion__pb2.CompleteResponse.SerializeToString,
+            ),
+            'Warm': grpc.unary_unary_rpc_method_handler(
+                    servicer.Warm,
+                    request_deserializer=completiond_dot_v1_dot_completion__pb2.WarmRequest.FromString,
+                    response_serializer=completiond_dot_v1_dot_completion__pb2.WarmResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -91,6 +109,33 @@ class CompletionService:
             '/completiond.v1.CompletionService/Complete',
             completiond_dot_v1_dot_completion__pb2.CompleteRequest.SerializeToString,
             completiond_dot_v1_dot_completion__pb2.CompleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Warm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/completiond.v1.CompletionService/Warm',
+            completiond_dot_v1_dot_completion__pb2.WarmRequest.SerializeToString,
+            completiond_dot_v1_dot_completion__pb2.WarmResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,187 @@
+"""Per-document LSTM states, so a keystroke costs one model step instead of re-reading the file.
+
+For each document (keyed by the request's document id, else its path) the cache keeps the text
+it has read, the state after it, the next-character logits, and checkpoints (the state every
+`checkpoint_every` characters). A request whose prefix extends the cached text reads only the new
+characters; an edit earlier in the document resumes from the nearest checkpoint before the edit.
+A cached state is used only where the text matches exactly, so answers are the same as reading
+from the entry's start. Documents never seen are read from a bounded tail, in one engine call per
+checkpoint span. Memory is bounded (least recently used documents are dropped first), and a cache
+belongs to one served model, so a model swap starts with an empty one.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from completiond.training.tokenizer import CharTokenizer
+
+from .engine import Engine, State
+
+
+@dataclass
+class ContextConfig:
+    cold_chars: int = 512  # tail of the prefix read for a document never seen (latency bound)
+    warm_chars: int = 16_384  # tail of a document read by Warm, off the hot path
+    checkpoint_every: int = 64  # an edit re-reads at most this many characters
+    max_bytes: int = 32 << 20  # all cached documents together; least recently used dropped
+
+
+def common_prefix_length(a: str, b: str) -> int:
+    """Length of the longest common prefix, by binary search over C-speed slice compares."""
+    lo, hi = 0, min(len(a), len(b))
+    if a[:hi] == b[:hi]:
+        return hi
+    while lo < hi:  # invariant: a[:lo] == b[:lo] and a[:hi] != b[:hi]
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+@dataclass
+class _Entry:
+    start: int  # document offset where reading began, from the zero state
+    text: str  # document[start : start + len(text)], all read
+    positions: list[int]  # checkpoint offsets into text, ascending, positions[0] == 0
+    states: list[State]  # state after text[:positions[i]]
+    logits: np.ndarray  # [1,V] after all of text
+    state: State  # after all of text
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def nbytes(self) -> int:
+        per_state = 2 * self.state[0].nbytes
+        return len(self.text) + per_state * (len(self.states) + 1) + self.logits.nbytes
+
+
+class DocumentStates:
+    def __init__(self, engine: Engine, tokenizer: CharTokenizer, config: ContextConfig) -> None:
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.config = config
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()  # guards the dict and the byte count only
+        self.hits = 0  # requests answered from a cached state (for status and benchmarks)
+
+    def read(self, prefix: str, document: str | None) -> tuple[np.ndarray, State]:
+        """Logits [1,V] predicting the character after `prefix`, and the state there."""
+        if not document or not prefix:
+            return self._read_cold(prefix)
+        with self._lock:
+            entry = self._entries.get(document)
+            if entry is not None:
+                self._entries.move_to_end(document)
+        if entry is not None:
+            with entry.lock:
+                before = entry.nbytes()
+                resumed = self._resume(entry, prefix)
+                grown = entry.nbytes() - before
+            if resumed is not None:
+                self._account(document, grown)
+                return resumed
+        entry = self._new_entry(prefix, self.config.cold_chars)
+        self._store(document, entry)
+        return entry.logits, entry.state
+
+    def warm(self, text: str, document: str) -> None:
+        """Read up to `warm_chars` of a document now, so later completions in it are warm."""
+        if text:
+            self._store(document, self._new_entry(text, self.config.warm_chars))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _read_cold(self, prefix: str) -> tuple[np.ndarray, State]:
+        text = _tail(prefix, self.config.cold_chars)
+        logits, state = self.engine.run(
+            self.tokenizer.encode(text)[None, :], self.engine.zero_state(1)
+        )
+        return logits[:, -1, :], state
+
+    def _new_entry(self, prefix: str, chars: int) -> _Entry:
+        text = _tail(prefix, chars)
+        zero = self.engine.zero_state(1)
+        entry = _Entry(len(prefix) - len(text), "", [0], [zero], np.empty((1, 0)), zero)
+        self._extend(entry, text, 0, zero)
+        return entry
+
+    def _resume(self, entry: _Entry, prefix: str) -> tuple[np.ndarray, State] | None:
+        """Bring the entry to `prefix` from the nearest usable state; None if nothing matches."""
+        if len(prefix) <= entry.start:
+            return None
+        rel = prefix[entry.start :]
+        same = common_prefix_length(rel, entry.text)
+        if same == len(rel) == len(entry.text):
+            self.hits += 1
+            return entry.logits, entry.state
+        if same == 0:
+            return None
+        self.hits += 1
+        if same == len(entry.text):  # typing on: continue from the end
+            self._extend(entry, rel, same, entry.state)
+        else:  # an edit (or the cursor moved back): the last checkpoint before the change
+            i = bisect.bisect_right(entry.positions, min(same, len(rel) - 1)) - 1
+            pos, state = entry.positions[i], entry.states[i]
+            del entry.positions[i + 1 :], entry.states[i + 1 :]
+            self._extend(entry, rel, pos, state)
+        return entry.logits, entry.state
+
+    def _extend(self, entry: _Entry, rel: str, pos: int, state: State) -> None:
+        """Read rel[pos:] from `state`, with a checkpoint at each multiple of checkpoint_every."""
+        every = self.config.checkpoint_every
+        ids = self.tokenizer.encode(rel[pos:])
+        logits = entry.logits if pos == len(rel) else None
+        offset = 0
+        while offset < len(ids):
+            stop = min(len(ids), (pos + offset) // every * every + every - pos)
+            out, state = self.engine.run(ids[None, offset:stop], state)  # [1,T,V]
+            logits = out[:, -1, :]
+            offset = stop
+            if (pos + offset) % every == 0 and offset < len(ids):
+                entry.positions.append(pos + offset)
+                entry.states.append(state)
+        assert logits is not None
+        entry.text, entry.logits, entry.state = rel, logits, state
+
+    def _store(self, document: str, entry: _Entry) -> None:
+        with self._lock:
+            old = self._entries.pop(document, None)
+            self._bytes -= old.nbytes() if old else 0
+            self._entries[document] = entry
+            self._bytes += entry.nbytes()
+            self._evict(keep=document)
+
+    def _account(self, document: str, grown: int) -> None:
+        """Count the bytes an entry grew by, evicting others if needed."""
+        with self._lock:
+            if document in self._entries:  # not evicted meanwhile
+                self._bytes += grown
+                self._evict(keep=document)
+
+    def _evict(self, keep: str) -> None:
+        while self._bytes > self.config.max_bytes and len(self._entries) > 1:
+            name, entry = next(iter(self._entries.items()))
+            if name == keep:
+                self._entries.move_to_end(name)
+                continue
+            del self._entries[name]
+            self._bytes -= entry.nbytes()
+
+
+def _tail(prefix: str, chars: int) -> str:
+    """The last `chars` characters, starting at a line start when one is near."""
+    if not prefix:
+        return "\n"  # an empty file: as after a newline
+    if len(prefix) <= chars:
+        return prefix
+    tail = prefix[-chars:]
+    newline = tail.find("\n", 0, chars // 4)
+    return tail[newline + 1 :] if newline >= 0 and newline + 1 < len(tail) else tail

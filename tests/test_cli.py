@@ -1,0 +1,181 @@
+"""The `completiond` command as a user runs it: real processes, a real daemon, a real socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .conftest import TINY_MODEL, make_repo
+
+CLI = [sys.executable, "-m", "completiond.clients.cli"]
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env or dict(os.environ),
+        input=stdin,
+    )
+
+
+@dataclass
+class Served:
+    repo: Path
+    log: Path
+    env: dict[str, str]  # the daemon's XDG dirs: clients started with it find the daemon
+
+    def cli(
+        self, *args: str, cwd: Path | None = None, stdin: str = ""
+    ) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, cwd=cwd or self.repo, env=self.env, stdin=stdin)
+
+
+def wait_for(stream_path: Path, text: str, proc: subprocess.Popen[str], limit_s: float) -> str:
+    """Poll the daemon's log until `text` appears; bounded, and fails if the daemon exits."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        log = stream_path.read_text()
+        if text in log:
+            return log
+        if proc.poll() is not None:
+            pytest.fail(f"daemon exited with {proc.returncode}:\n{log}")
+        time.sleep(0.2)
+    pytest.fail(f"{text!r} not seen within {limit_s} s:\n{stream_path.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`completiond serve` on a repository without a model: it trains one, then serves."""
+    repo = make_repo(tmp_path_factory.mktemp("cli") / "app", files=4)
+    (repo / "pkg").mkdir()
+    log_path = repo.parent / "serve.log"
+    env = {
+        **os.environ,
+        "XDG_CACHE_HOME": str(repo.parent / "cache"),
+        "XDG_RUNTIME_DIR": str(repo.parent / "run"),
+    }
+    (repo.parent / "run").mkdir()
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [*CLI, "serve", "--repo", str(repo), "--minutes", "0.1",
+             "--hidden-size", str(TINY_MODEL["hidden_size"])],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, text=True,
+        )  # fmt: skip
+    try:
+        wait_for(log_path, "serving model", proc, limit_s=120)
+        yield Served(repo, log_path, env)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert "stopped" in log_path.read_text()
+    assert not list((repo.parent / "run").rglob("*.sock"))  # the socket is removed on exit
+
+
+def test_serve_trains_a_first_model_with_progress(served: Served) -> None:
+    log = served.log.read_text()
+    assert "no model yet; training a first one" in log
+    assert "% training" in log and "ETA" in log and "% done" in log
+
+
+def test_complete_finds_the_daemon_from_inside_the_repository(
+    served: Served,
+) -> None:
+    result = served.cli(
+        "complete", "--path", "pkg/new.py", "    if value is N", cwd=served.repo / "pkg"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("\n") and "\n" not in result.stdout[:-1]
+    assert result.stdout.strip()  # the tiny model has something to say here
+    as_json = json.loads(served.cli("complete", "--json", "-n", "3", "    return ").stdout)
+    assert 1 <= len(as_json["candidates"]) <= 3 and as_json["modelVersion"]
+    assert all(0 <= c["confidence"] <= 1 for c in as_json["candidates"])
+
+
+def test_complete_reads_the_prefix_from_stdin(served: Served) -> None:
+    prefix = "def handler_7(request):\n    value = req"
+    result = served.cli("complete", "-", stdin=prefix)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == served.cli("complete", prefix).stdout
+
+
+def test_status_shows_the_model_and_the_daemon(served: Served) -> None:
+    text = served.cli("status").stdout
+    assert "parameters" in text and "bits/char" in text and "unix://" in text
+    status = json.loads(served.cli("status", "--json").stdout)
+    assert status["trainingState"] == "idle" and status["model"]["trainFiles"] >= 1
+
+
+def test_bad_input_is_a_clear_message_not_a_traceback(served: Served) -> None:
+    for args, message in [
+        (["-n", "99", "x"], "n must be between 0 and 16"),
+        (["--max-chars", "-1", "x"], "max_chars must be between 0 and 400"),
+        (["--temperature", "-1", "x"], "temperature must be between 0 and 5"),
+    ]:
+        result = served.cli("complete", *args)
+        assert result.returncode == 1
+        assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serving_process_never_loads_torch(served: Served) -> None:
+    pid = json.loads(served.cli("status", "--json").stdout)["pid"]
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "onnxruntime" in maps and "libtorch" not in maps
+
+
+def test_complete_without_a_daemon_says_how_to_start_one(tmp_path: Path) -> None:
+    result = run_cli("complete", "x", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no daemon is running" in result.stderr and "completiond serve" in result.stderr
+
+
+def test_status_without_a_daemon_reads_the_store(tmp_path: Path) -> None:
+    result = run_cli("status", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "not running" in result.stdout and "none yet" in result.stdout
+
+
+def test_train_on_a_repository_without_code_explains_why(tmp_path: Path) -> None:
+    (tmp_path / "image.png").write_bytes(b"\x89PNG\0\0binary")
+    (tmp_path / ".env").write_text("TOKEN=abc\n")
+    result = run_cli("train", "--repo", str(tmp_path), "--minutes", "0.05", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no trainable source files" in result.stderr and "Traceback" not in result.stderr
+    assert "secret" in result.stderr
+
+
+def test_serve_on_a_missing_directory_fails_cleanly(tmp_path: Path) -> None:
+    result = run_cli("serve", "--repo", str(tmp_path / "nope"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "is not a directory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_train_in_the_foreground_then_serve_answers_at_once(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", files=3)
+    result = run_cli(
+        "train", "--repo", str(repo), "--minutes", "0.05", "--hidden-size", "32", cwd=repo
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("model ") and "bits/char" in result.stdout
+    status = json.loads(run_cli("status", "--json", cwd=repo).stdout)
+    assert status["model"]["version"] in result.stdout and status["listenAddress"] == ""
+
+
+def test_every_command_has_accurate_help(tmp_path: Path) -> None:
+    for command in ["serve", "train", "complete", "status", "retrain"]:
+        result = run_cli(command, "--help", cwd=tmp_path)
+        assert result.returncode == 0 and f"usage: completiond {command}" in result.stdout
