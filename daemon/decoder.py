@@ -47,12 +47,11 @@ class Query:
     cancelled: threading.Event | None = None  # set when the client gave up: stop decoding
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise log-probabilities of [B,V] logits, the unknown symbol excluded (unprintable)."""
-    logits = logits.astype(np.float64)
-    logits[:, UNK_ID] = -np.inf
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+def _printable(logp: np.ndarray) -> np.ndarray:
+    """[B,V] log-probabilities without the unknown symbol (it has no text to show), in place:
+    pass an array you own. The graph already normalised them; the unknown's share is dropped."""
+    logp[:, UNK_ID] = -np.inf
+    return logp
 
 
 def _check(query: Query) -> None:
@@ -93,7 +92,7 @@ class Decoder:
         finished: list[tuple[list[int], float]] = []
         for _ in range(query.max_chars):
             _check(query)
-            logp = _log_softmax(logits) + scores[:, None]  # [B,V]
+            logp = _printable(logits + scores[:, None])  # [B,V]
             # Lines that end here: the newline's probability closes them. An empty line is no
             # suggestion, so it takes no place among the results.
             finished.extend(
@@ -133,7 +132,7 @@ class Decoder:
         live = np.ones(n, dtype=bool)
         for _ in range(query.max_chars):
             _check(query)
-            logp = _log_softmax(logits)  # [n,V]
+            logp = _printable(logits.copy())  # [n,V]
             tempered = np.exp((logp - logp.max(axis=1, keepdims=True)) / query.temperature)
             probs = tempered / tempered.sum(axis=1, keepdims=True)
             tokens = np.array([rng.choice(len(p), p=p) for p in probs])

@@ -13,7 +13,13 @@ import torch
 from completiond.daemon.engine import OnnxEngine
 from completiond.errors import BundleError, ExportError
 from completiond.training.bundle import MODEL_FILE, ModelStore, load_bundle
-from completiond.training.export import check_parity, export_onnx
+from completiond.training.export import (
+    ServedGraph,
+    check_parity,
+    export_onnx,
+    onnx_bits_per_char,
+    quantize_if_lossless,
+)
 from completiond.training.model import CharLSTM, ModelConfig
 
 
@@ -29,18 +35,50 @@ def test_onnx_matches_pytorch_at_several_batch_and_time_sizes(tmp_path: Path, la
         ids = np.random.default_rng(batch).integers(0, 40, (batch, steps))
         logits, (h, c) = engine.run(ids, engine.zero_state(batch))
         with torch.no_grad():
-            want, wh, wc = model(torch.from_numpy(ids), *model.initial_state(batch))
+            want, wh, wc = ServedGraph(model)(torch.from_numpy(ids), *model.initial_state(batch))
         assert logits.shape == (batch, steps, 40)
         np.testing.assert_allclose(logits, want.numpy(), atol=1e-4)
         np.testing.assert_allclose(h, wh.numpy(), atol=1e-5)
         np.testing.assert_allclose(c, wc.numpy(), atol=1e-5)
 
 
+def test_the_graph_outputs_normalised_log_probabilities(tmp_path: Path) -> None:
+    model = CharLSTM(ModelConfig(vocab_size=30, hidden_size=16, embed_dim=8))
+    export_onnx(model, tmp_path / "m.onnx")
+    engine = OnnxEngine(tmp_path / "m.onnx", vocab_size=30)
+    logp, _ = engine.run(np.array([[1, 2, 3]], np.int64), engine.zero_state(1))
+    np.testing.assert_allclose(np.exp(logp).sum(axis=-1), 1.0, rtol=1e-5)
+
+
+def test_int8_weights_are_kept_only_when_nearly_lossless(trained_store: ModelStore) -> None:
+    bundle = trained_store.current()
+    weights = bundle.meta["weights"]
+    loss = weights["int8_val_bpc"] / weights["fp32_val_bpc"] - 1
+    assert weights["int8"] == (loss <= 0.01)
+    ids = bundle.tokenizer.encode("def handler_1(request):\n    return respond(value)\n" * 20)
+    assert abs(onnx_bits_per_char(bundle.model_path, ids) - 0.0) < 5  # a real, finite score
+
+
+def test_quantization_keeps_fp32_when_int8_costs_too_much(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = CharLSTM(ModelConfig(vocab_size=30, hidden_size=16, embed_dim=8))
+    export_onnx(model, tmp_path / "m.onnx")
+    before = (tmp_path / "m.onnx").read_bytes()
+    ids = np.random.default_rng(0).integers(1, 30, 4000)
+    # A bar no int8 model clears (it would have to halve the loss): the fp32 file stays.
+    result = quantize_if_lossless(tmp_path / "m.onnx", ids, max_loss=-0.5)
+    assert result["int8"] is False and result["int8_val_bpc"] > 0
+    assert (tmp_path / "m.onnx").read_bytes() == before
+    assert not (tmp_path / "m.int8.onnx").exists()
+    assert quantize_if_lossless(tmp_path / "m.onnx", ids)["int8"] is True  # random weights: ~0
+    assert (tmp_path / "m.onnx").read_bytes() != before
+
+
 def test_parity_check_refuses_an_export_that_differs(tmp_path: Path) -> None:
     model = CharLSTM(ModelConfig(vocab_size=30, hidden_size=16, embed_dim=8))
     export_onnx(model, tmp_path / "m.onnx")
     with torch.no_grad():
-        model.head.bias += 0.01  # the PyTorch model moved on; the file did not
+        model.head.weight[0] += 0.05  # the PyTorch model moved on; the file did not
     with pytest.raises(ExportError, match="differs from PyTorch"):
         check_parity(model, tmp_path / "m.onnx")
 

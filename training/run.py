@@ -18,7 +18,7 @@ from completiond import __version__
 
 from .bundle import MODEL_FILE, TOKENIZER_FILE, Bundle, ModelStore, new_version
 from .corpus import build_corpus
-from .export import check_parity, export_onnx
+from .export import check_parity, export_onnx, quantize_if_lossless
 from .files import FileSelectionConfig
 from .model import CharLSTM, ModelConfig
 from .progress import Progress
@@ -77,6 +77,8 @@ def train_repository(
     try:
         export_onnx(result.model, staging / MODEL_FILE)
         parity = check_parity(result.model, staging / MODEL_FILE)
+        val_ids = tokenizer.encode(corpus.val_text[: train_config.max_val_chars])
+        weights = quantize_if_lossless(staging / MODEL_FILE, val_ids) if train_config.int8 else {}
         (staging / TOKENIZER_FILE).write_text(tokenizer.to_json())
         meta = {
             "version": version,
@@ -93,6 +95,7 @@ def train_repository(
             "train_seconds": result.seconds,
             "chars_per_second": result.chars_seen / max(1e-9, result.seconds),
             "parity_max_abs_diff": parity,
+            "weights": weights,
         }
         bundle = store.publish(staging, json.loads(json.dumps(meta)))
     finally:

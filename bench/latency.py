@@ -1,0 +1,221 @@
+"""Completion latency and throughput of a real daemon, driven over its Unix socket.
+
+Trains (or reuses) a model on Python standard-library packages (code this project did not
+write), starts `completiond serve` as its own process, and replays typing over held-out files
+from client processes: every keystroke is a Complete request with the text before the cursor,
+as an editor would send it. Prints one table with p50/p90/p99 per scenario and its ratio to the
+model-only floor measured in the same run, throughput under 1, 4 and 16 concurrent clients,
+resident memory, idle CPU and the time to the first answer.
+
+    .venv/bin/python bench/latency.py                   # trains 1 minute first (~4 minutes)
+    .venv/bin/python bench/latency.py --store DIR       # reuse a store trained before
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from bpc import PACKAGES, stdlib_corpus  # bench/ is on the path when this script runs
+
+from completiond.clients.client import Client
+from completiond.daemon.engine import OnnxEngine
+from completiond.training.bundle import ModelStore
+from completiond.training.corpus import build_corpus
+
+CLI = [sys.executable, "-m", "completiond.clients.cli"]
+MAX_CHARS = 80
+COLD_PREFIX = 4000
+
+
+def percentiles(samples: list[float]) -> tuple[float, float, float]:
+    ms = np.array(samples) * 1000
+    return tuple(float(np.percentile(ms, q)) for q in (50, 90, 99))  # type: ignore[return-value]
+
+
+def typing_sessions(texts: list[str], count: int, keys: int, seed: int) -> list[tuple[str, int]]:
+    """(text, start) pairs: where a simulated user starts typing `keys` characters."""
+    rng = random.Random(seed)
+    usable = [t for t in texts if len(t) > 2500 + keys]
+    return [
+        (t, rng.randrange(2000, len(t) - keys)) for t in (rng.choice(usable) for _ in range(count))
+    ]
+
+
+def replay(args: tuple[str, list[tuple[str, int]], int, float, str]) -> tuple[list[float], int]:
+    """One client process: type through its sessions (bounded by count and time)."""
+    address, sessions, keys, seconds, name = args
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + seconds
+    with Client(address, timeout_s=10) as client:
+        for s, (text, start) in enumerate(sessions):
+            document = f"{name}-{s}"
+            client.complete(text[:start], document_id=document, max_chars=MAX_CHARS)  # opens it
+            for pos in range(start + 1, start + keys):
+                t0 = time.perf_counter()
+                try:
+                    client.complete(text[:pos], document_id=document, max_chars=MAX_CHARS)
+                    latencies.append(time.perf_counter() - t0)
+                except Exception:
+                    errors += 1
+                if time.monotonic() > deadline:
+                    return latencies, errors
+    return latencies, errors
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def model_floor(model_path: Path, vocab: int) -> dict[str, float]:
+    """Seconds per engine call measured directly: one step at batch 1 and 4, a 512-char read."""
+    engine = OnnxEngine(model_path, vocab)
+    out = {}
+    for name, shape in (("step_b1", (1, 1)), ("step_b4", (4, 1)), ("read_512", (1, 512))):
+        ids = np.ones(shape, np.int64)
+        state = engine.zero_state(shape[0])
+        for _ in range(20):
+            engine.run(ids, state)
+        reps = 50 if shape[1] > 1 else 2000
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            engine.run(ids, state)
+        out[name] = (time.perf_counter() - t0) / reps
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", type=Path, help="reuse this store instead of training")
+    parser.add_argument("--minutes", type=float, default=1.0, help="training budget if training")
+    parser.add_argument("--keys", type=int, default=60, help="keystrokes per typing session")
+    parser.add_argument("--seconds", type=float, default=15.0, help="per throughput run")
+    args = parser.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="completiond-latency-"))
+    repo = stdlib_corpus(scratch / "corpus", PACKAGES)
+    store = args.store or scratch / "store"
+    if args.store is None:
+        subprocess.run(
+            [*CLI, "train", "--repo", str(repo), "--store", str(store),
+             "--minutes", str(args.minutes)],
+            check=True, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+    bundle = ModelStore(store).current()
+    corpus = build_corpus(repo)
+    held_out = [(repo / f).read_text() for f in corpus.val_files]
+
+    socket = scratch / "d.sock"
+    address = f"unix://{socket}"
+    started = time.monotonic()
+    daemon = subprocess.Popen(
+        [*CLI, "serve", "--repo", str(repo), "--store", str(store), "--socket", str(socket)],
+        stderr=subprocess.DEVNULL,
+    )
+    first_answer = None
+    while first_answer is None and time.monotonic() - started < 30:
+        try:
+            with Client(address, timeout_s=5) as client:
+                client.complete("import os\n")
+            first_answer = time.monotonic() - started
+        except Exception:
+            time.sleep(0.02)
+    try:
+        floor = model_floor(bundle.model_path, bundle.tokenizer.vocab_size)
+        rows = []
+        with Client(address, timeout_s=10) as client:
+            # Warm keystrokes: one client, one more character each time in an open document.
+            warm, lengths = [], []
+            for s, (text, start) in enumerate(typing_sessions(held_out, 8, args.keys, 1)):
+                client.complete(text[:start], document_id=f"w{s}", max_chars=MAX_CHARS)
+                for pos in range(start + 1, start + args.keys):
+                    t0 = time.perf_counter()
+                    reply = client.complete(text[:pos], document_id=f"w{s}", max_chars=MAX_CHARS)
+                    warm.append(time.perf_counter() - t0)
+                    lengths.append(len(reply.candidates[0].text) if reply.candidates else 0)
+            decode_floor = floor["step_b1"] + (statistics.mean(lengths) + 1) * floor["step_b4"]
+            rows.append(("warm keystroke", warm, decode_floor))
+            # Cold documents: never seen, a 4,000-character prefix (the daemon reads its tail).
+            cold = []
+            for s, (text, start) in enumerate(typing_sessions(held_out, 150, 1, 2)):
+                prefix = text[max(0, start - COLD_PREFIX) : start]
+                t0 = time.perf_counter()
+                client.complete(prefix, document_id=f"cold{s}", max_chars=MAX_CHARS)
+                cold.append(time.perf_counter() - t0)
+            rows.append(("cold document (4,000 chars)", cold, floor["read_512"] + decode_floor))
+            # After Warm: the editor sent the document on open; first completion inside it.
+            after = []
+            for s, (text, start) in enumerate(typing_sessions(held_out, 150, 1, 3)):
+                client.warm(text, document_id=f"open{s}")
+                t0 = time.perf_counter()
+                client.complete(text[:start], document_id=f"open{s}", max_chars=MAX_CHARS)
+                after.append(time.perf_counter() - t0)
+            rows.append(("first completion after Warm", after, decode_floor))
+
+        print(f"model {bundle.version}: {bundle.meta['model']}, int8 weights: "
+              f"{bundle.meta.get('weights', {}).get('int8')}")  # fmt: skip
+        print(
+            f"model-only floor (onnxruntime, 1 thread): step batch 1 {1e6 * floor['step_b1']:.0f}"
+            f" us, batch 4 {1e6 * floor['step_b4']:.0f} us, 512-char read "
+            f"{1e3 * floor['read_512']:.2f} ms; mean completion {statistics.mean(lengths):.1f} "
+            f"chars\n"
+        )
+        print("| scenario | n | p50 ms | p90 ms | p99 ms | floor ms | p50 / floor |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for name, samples, fl in rows:
+            p50, p90, p99 = percentiles(samples)
+            print(f"| {name} | {len(samples)} | {p50:.2f} | {p90:.2f} | {p99:.2f} | "
+                  f"{1e3 * fl:.2f} | {p50 / (1e3 * fl):.1f}x |")  # fmt: skip
+
+        print("\n| concurrent clients | completions/s | p50 ms | p99 ms | errors |")
+        print("|---:|---:|---:|---:|---:|")
+        spawn = multiprocessing.get_context("spawn")  # grpc does not survive fork
+        for clients in (1, 4, 16):
+            work = [
+                (address, typing_sessions(held_out, 20, args.keys, 10 + i), args.keys,
+                 args.seconds, f"c{clients}-{i}")
+                for i in range(clients)
+            ]  # fmt: skip
+            with spawn.Pool(clients) as pool:
+                t0 = time.monotonic()
+                results = pool.map(replay, work)
+                wall = time.monotonic() - t0
+            samples = [x for lat, _ in results for x in lat]
+            errors = sum(e for _, e in results)
+            p50, _, p99 = percentiles(samples)
+            print(f"| {clients} | {len(samples) / wall:.0f} | {p50:.2f} | {p99:.2f} | {errors} |")
+
+        cpu0 = cpu_seconds(daemon.pid)
+        time.sleep(5)
+        idle_cpu = (cpu_seconds(daemon.pid) - cpu0) / 5
+        print(
+            f"\ndaemon RSS {rss_mb(daemon.pid):.0f} MB after the runs; idle CPU "
+            f"{100 * idle_cpu:.1f}% of a core over 5 s; first answer "
+            f"{first_answer if first_answer is None else f'{first_answer:.2f} s'} after start"
+        )
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
