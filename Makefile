@@ -45,9 +45,10 @@ protos-check: install
 	diff -r -x __init__.py -x '*.proto' -x __pycache__ $$tmp/completiond/v1 $(PROTO_OUT) \
 		&& echo "generated code is up to date" && rm -rf $$tmp
 
-## bench: the quality and speed benchmarks (slow; prints tables).
+## bench: bits/char after 1, 2, 5 minutes, then latency and throughput (slow; prints tables).
 bench: install
 	$(BIN)/python bench/bpc.py
+	$(BIN)/python bench/latency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=1.0, help="training budget if training")
     parser.add_argument("--keys", type=int, default=60, help="keystrokes per typing session")
     parser.add_argument("--seconds", type=float, default=15.0, help="per throughput run")
+    parser.add_argument("--workers", type=int, default=0, help="daemon RPC threads (0: default)")
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="completiond-latency-"))
@@ -128,7 +129,8 @@ def main() -> None:
     address = f"unix://{socket}"
     started = time.monotonic()
     daemon = subprocess.Popen(
-        [*CLI, "serve", "--repo", str(repo), "--store", str(store), "--socket", str(socket)],
+        [*CLI, "serve", "--repo", str(repo), "--store", str(store), "--socket", str(socket)]
+        + (["--workers", str(args.workers)] if args.workers else []),
         stderr=subprocess.DEVNULL,
     )
     first_answer = None
@@ -186,8 +188,8 @@ def main() -> None:
             print(f"| {name} | {len(samples)} | {p50:.2f} | {p90:.2f} | {p99:.2f} | "
                   f"{1e3 * fl:.2f} | {p50 / (1e3 * fl):.1f}x |")  # fmt: skip
 
-        print("\n| concurrent clients | completions/s | p50 ms | p99 ms | errors |")
-        print("|---:|---:|---:|---:|---:|")
+        print("\n| concurrent clients | completions/s | p50 ms | p99 ms | errors | daemon CPU |")
+        print("|---:|---:|---:|---:|---:|---:|")
         spawn = multiprocessing.get_context("spawn")  # grpc does not survive fork
         for clients in (1, 4, 16):
             work = [
@@ -196,13 +198,18 @@ def main() -> None:
                 for i in range(clients)
             ]  # fmt: skip
             with spawn.Pool(clients) as pool:
-                t0 = time.monotonic()
+                pool.map(time.sleep, [0.5] * clients)  # workers started before timing
+                cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
                 results = pool.map(replay, work)
                 wall = time.monotonic() - t0
+                cpu = (cpu_seconds(daemon.pid) - cpu0) / wall
             samples = [x for lat, _ in results for x in lat]
             errors = sum(e for _, e in results)
             p50, _, p99 = percentiles(samples)
-            print(f"| {clients} | {len(samples) / wall:.0f} | {p50:.2f} | {p99:.2f} | {errors} |")
+            print(
+                f"| {clients} | {len(samples) / wall:.0f} | {p50:.2f} | {p99:.2f} | {errors} "
+                f"| {100 * cpu:.0f}% |"
+            )
 
         cpu0 = cpu_seconds(daemon.pid)
         time.sleep(5)

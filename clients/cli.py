@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(p)
     _add_address(p)
     _add_model(p, 3.0, "training budget of the first model, in minutes")
+    p.add_argument("--workers", type=int, default=8, help="requests served at once (default: 8)")
     p.add_argument(
         "--retrain-minutes",
         type=float,
@@ -135,7 +136,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         repo=repo_root(args.repo),
         store=args.store,
         first_train_minutes=args.minutes,
-        server=ServerConfig(socket_path=args.socket, listen=args.listen),
+        server=ServerConfig(socket_path=args.socket, listen=args.listen, max_workers=args.workers),
         trainer=TrainerConfig(minutes=args.retrain_minutes, model=_model_overrides(args)),
     )
     return Daemon(config).serve_forever(sys.stderr)

@@ -9,6 +9,7 @@ included). With a temperature, `n` lines are sampled in one batch instead.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,8 @@ from completiond.training.tokenizer import UNK_ID, CharTokenizer
 
 from .engine import Engine, State
 from .state_cache import DocumentStates
+
+ScoredLines = list[tuple[Sequence[int] | np.ndarray, float]]  # character ids, log-probability
 
 
 @dataclass
@@ -83,46 +86,45 @@ class Decoder:
         lines = search(logits, state, query)
         return postprocess([(self.tokenizer.decode(ids), lp) for ids, lp in lines], query)
 
-    def _beam_search(
-        self, logits: np.ndarray, state: State, query: Query
-    ) -> list[tuple[list[int], float]]:
+    def _beam_search(self, logits: np.ndarray, state: State, query: Query) -> ScoredLines:
         width = max(self.config.beam_width, query.n)
-        beams: list[list[int]] = [[]]
-        scores = np.zeros(1)  # log-probability of each live beam
-        finished: list[tuple[list[int], float]] = []
-        for _ in range(query.max_chars):
+        lines = np.zeros((1, 0), np.int64)  # [B,t] characters of each live beam
+        scores = np.zeros(1)  # [B] log-probability of each live beam
+        finished: ScoredLines = []  # best first, at most `width`
+        for step in range(query.max_chars):
             _check(query)
             logp = _printable(logits + scores[:, None])  # [B,V]
-            # Lines that end here: the newline's probability closes them. An empty line is no
-            # suggestion, so it takes no place among the results.
-            finished.extend(
-                (beam, float(logp[b, self.newline])) for b, beam in enumerate(beams) if beam
-            )
+            if step:  # lines that end here (an empty line is no suggestion)
+                floor = finished[-1][1] if len(finished) == width else -np.inf
+                ends = logp[:, self.newline]  # [B]
+                finished.extend((lines[b], float(ends[b])) for b in np.flatnonzero(ends > floor))
+                finished.sort(key=lambda f: -f[1])
+                del finished[width:]
             logp[:, self.newline] = -np.inf
-            flat = np.argsort(logp, axis=None)[::-1][:width]
-            rows, tokens = np.unravel_index(flat, logp.shape)
-            keep = np.isfinite(logp[rows, tokens])
-            rows, tokens = rows[keep], tokens[keep]
-            finished.sort(key=lambda f: -f[1])
-            finished = finished[:width]
-            best_open = logp[rows[0], tokens[0]] if len(rows) else -np.inf
+            flat = logp.ravel()
+            top = (
+                np.argpartition(flat, -width)[-width:]
+                if flat.size > width
+                else np.arange(flat.size)
+            )
+            top = top[np.argsort(flat[top])[::-1]]
+            top = top[np.isfinite(flat[top])]
             # Scores only fall as a line grows: stop once no live beam can beat the n-th result.
-            if len(rows) == 0 or (
-                len(finished) >= query.n and best_open < finished[query.n - 1][1]
+            if len(top) == 0 or (
+                len(finished) >= query.n and flat[top[0]] < finished[query.n - 1][1]
             ):
                 break
-            beams = [[*beams[r], int(t)] for r, t in zip(rows, tokens, strict=True)]
-            scores = logp[rows, tokens]
-            logits_3d, state = self.engine.run(tokens[:, None].astype(np.int64), _take(state, rows))
+            rows, tokens = np.divmod(top, logp.shape[1])
+            lines = np.concatenate((lines[rows], tokens[:, None]), axis=1)
+            scores = flat[top]
+            logits_3d, state = self.engine.run(tokens[:, None], _take(state, rows))
             logits = logits_3d[:, -1, :]
         else:
             # max_chars reached: the live beams are cut there (their score has no newline term).
-            finished.extend((beam, float(s)) for beam, s in zip(beams, scores, strict=True))
+            finished.extend((line, float(score)) for line, score in zip(lines, scores, strict=True))
         return finished
 
-    def _sample(
-        self, logits: np.ndarray, state: State, query: Query
-    ) -> list[tuple[list[int], float]]:
+    def _sample(self, logits: np.ndarray, state: State, query: Query) -> ScoredLines:
         rng = np.random.default_rng(query.seed)
         n = query.n
         logits = np.repeat(logits, n, axis=0)  # [n,V]
@@ -133,16 +135,15 @@ class Decoder:
         for _ in range(query.max_chars):
             _check(query)
             logp = _printable(logits.copy())  # [n,V]
-            tempered = np.exp((logp - logp.max(axis=1, keepdims=True)) / query.temperature)
-            probs = tempered / tempered.sum(axis=1, keepdims=True)
-            tokens = np.array([rng.choice(len(p), p=p) for p in probs])
+            # Gumbel-max: one draw per row from softmax(logp / temperature).
+            tokens = np.argmax(logp / query.temperature + rng.gumbel(size=logp.shape), axis=1)
             scores[live] += logp[live, tokens[live]]
             live &= tokens != self.newline
             if not live.any():
                 break
             for i in np.flatnonzero(live):
                 lines[i].append(int(tokens[i]))
-            logits_3d, state = self.engine.run(tokens[:, None].astype(np.int64), state)
+            logits_3d, state = self.engine.run(tokens[:, None], state)
             logits = logits_3d[:, -1, :]
         return [(line, float(s)) for line, s in zip(lines, scores, strict=True)]
 

@@ -29,7 +29,7 @@ class ContextConfig:
     cold_chars: int = 512  # tail of the prefix read for a document never seen (latency bound)
     warm_chars: int = 16_384  # tail of a document read by Warm, off the hot path
     checkpoint_every: int = 64  # an edit re-reads at most this many characters
-    max_bytes: int = 32 << 20  # all cached documents together; least recently used dropped
+    max_bytes: int = 16 << 20  # all documents together (~30 fully warmed 16k-char files at 1x256)
 
 
 def common_prefix_length(a: str, b: str) -> int:

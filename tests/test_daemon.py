@@ -18,6 +18,7 @@ from completiond.daemon.daemon import Daemon, DaemonConfig
 from completiond.daemon.server import ServerConfig, parse_listen
 from completiond.errors import AlreadyRunning, InvalidRequest
 from completiond.training.bundle import ModelStore
+from completiond.v1 import completion_pb2 as pb
 
 # A handler the fixture repository does not contain, up to the cursor in its last line.
 NEW_HANDLER = (
@@ -238,3 +239,31 @@ def test_serving_code_does_not_import_torch() -> None:
         "sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], env=os.environ).returncode == 0
+
+
+def test_warm_then_complete_answers_from_the_cached_state(running_daemon: Daemon) -> None:
+    states = running_daemon.slot.get().decoder.states
+    with client_for(running_daemon) as client:
+        reply = client.warm(NEW_HANDLER + "spond(value)\n", document_id="file:///new.py")
+        hits = states.hits
+        warm = client.complete(NEW_HANDLER, document_id="file:///new.py")
+        cold = client.complete(NEW_HANDLER)
+    assert reply.chars_read == len(NEW_HANDLER) + len("spond(value)\n")
+    assert states.hits == hits + 1
+    assert warm.candidates[0].text == cold.candidates[0].text == "spond(value)"
+
+
+def test_warm_needs_a_document_key(running_daemon: Daemon) -> None:
+    with client_for(running_daemon) as client, pytest.raises(grpc.RpcError) as err:
+        client.warm("x = 1")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_deadline_already_passed_is_reported_and_serving_goes_on(running_daemon: Daemon) -> None:
+    with client_for(running_daemon) as client:
+        with pytest.raises(grpc.RpcError) as err:
+            client.completion.Complete(
+                pb.CompleteRequest(prefix=NEW_HANDLER, max_chars=400), timeout=1e-6
+            )
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert client.complete(NEW_HANDLER).candidates

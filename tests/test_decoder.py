@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from completiond.daemon.decoder import Decoder, DecoderConfig, Query, postprocess
 from completiond.daemon.engine import State
 from completiond.daemon.state_cache import ContextConfig, DocumentStates
+from completiond.errors import Cancelled
 from completiond.training.tokenizer import CharTokenizer
 
 
@@ -126,3 +128,10 @@ def test_postprocess_merges_lines_that_become_equal() -> None:
     lines = [("x)", math.log(0.3)), ("x", math.log(0.2))]
     got = postprocess(lines, Query(prefix="", suffix=")", n=2))
     assert [(c.text, round(c.confidence, 3)) for c in got] == [("x", 0.5)]
+
+
+def test_a_cancelled_request_stops_decoding() -> None:
+    cancelled = threading.Event()
+    cancelled.set()
+    with pytest.raises(Cancelled):
+        decoder(CHAIN).complete(Query(prefix="a", cancelled=cancelled))
