@@ -84,7 +84,7 @@ def main() -> None:
         start = time.time()
         bundle = train_repository(
             repo, store, ModelConfig(hidden_size=args.hidden_size), TrainConfig(minutes=minutes)
-        )
+        ).bundle
         meta = bundle.meta
         print(
             f"| {minutes:g} | {meta['val_bpc']:.3f} | {meta['steps']} | "

@@ -73,13 +73,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_repo(p)
     _add_store(p)
     _add_address(p)
-    _add_model(p, 3.0, "training budget of the first model, in minutes")
+    _add_model(p, 0.75, "budget of the quick first model of a fresh repository, in minutes")
     p.add_argument("--workers", type=int, default=8, help="requests served at once (default: 8)")
     p.add_argument(
         "--retrain-minutes",
         type=float,
         default=5.0,
-        help="training budget of `completiond retrain`, in minutes (default: 5)",
+        help="budget of background retrains (after the first model, on changes, `retrain`), "
+        "in minutes (default: 5)",
+    )
+    p.add_argument(
+        "--no-watch", action="store_true", help="do not retrain when the repository changes"
+    )
+    p.add_argument(
+        "--watch-quiet",
+        type=float,
+        default=20.0,
+        metavar="S",
+        help="retrain once files stopped changing for S seconds (default: 20)",
+    )
+    p.add_argument(
+        "--watch-interval",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="and at most once every S seconds (default: 300)",
     )
     p.set_defaults(run=cmd_serve)
 
@@ -89,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p, 5.0, "training budget, in minutes")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--full", action="store_true", help="train from scratch instead of fine-tuning")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("complete", help="complete one line (prints the completion alone)")
@@ -120,10 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--minutes", type=float, default=0.0, help="training budget (default: the daemon's)"
     )
+    p.add_argument("--full", action="store_true", help="train from scratch instead of fine-tuning")
     _add_repo(p)
     _add_store(p)
     _add_address(p)
     p.set_defaults(run=cmd_retrain)
+
+    p = sub.add_parser("rollback", help="serve an earlier model again (default: the previous)")
+    p.add_argument("version", nargs="?", default="", help="bundle version (see `status`)")
+    _add_repo(p)
+    _add_store(p)
+    _add_address(p)
+    p.set_defaults(run=cmd_rollback)
     return parser
 
 
@@ -131,6 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from completiond.daemon.daemon import Daemon, DaemonConfig
     from completiond.daemon.server import ServerConfig
     from completiond.daemon.trainer import TrainerConfig
+    from completiond.daemon.watcher import WatchConfig
 
     config = DaemonConfig(
         repo=repo_root(args.repo),
@@ -138,6 +166,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         first_train_minutes=args.minutes,
         server=ServerConfig(socket_path=args.socket, listen=args.listen, max_workers=args.workers),
         trainer=TrainerConfig(minutes=args.retrain_minutes, model=_model_overrides(args)),
+        watch=WatchConfig(
+            enabled=not args.no_watch,
+            quiet_s=args.watch_quiet,
+            min_interval_s=args.watch_interval,
+        ),
     )
     return Daemon(config).serve_forever(sys.stderr)
 
@@ -150,18 +183,19 @@ def _train_foreground(repo: Path, store: Path | None, minutes: float, **train: A
     model = train.pop("model", {})
     bar = ProgressBar(sys.stderr)
     store_dir = store or default_store_dir(repo)
-    bundle = train_repository(
+    result = train_repository(
         repo,
         ModelStore(store_dir),
         ModelConfig(**model),
         TrainConfig(minutes=minutes, **train),
         on_progress=bar.update,
     )
-    meta = bundle.meta
+    meta = result.bundle.meta
     print(
-        f"model {bundle.version}: {meta['val_bpc']:.3f} bits/char on "
+        f"model {result.bundle.version}: {meta['val_bpc']:.3f} bits/char on "
         f"{meta['corpus']['val_files']} held-out files, {meta['parameters']:,} parameters, "
-        f"in {bundle.directory}"
+        f"in {result.bundle.directory}"
+        + ("" if result.promoted else f"; kept aside, not better: {result.reason}")
     )
     return 0
 
@@ -174,6 +208,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model=_model_overrides(args),
         threads=args.threads,
         seed=args.seed,
+        warm_start=not args.full,
     )
 
 
@@ -226,7 +261,11 @@ def _print_status(status: dict[str, Any]) -> None:
         )
     else:
         rows.append(("model", "none yet"))
+    if status.get("versions"):
+        rows.append(("bundles", ", ".join(status["versions"])))
     if daemon:
+        watching = "on" if status.get("watching") else "off"
+        rows.append(("watching", f"{watching} ({status.get('fileEvents', 0)} file events)"))
         last = status.get("lastTrainingResult") or "none in this session"
         rows.append(("training", f"{status['trainingState']}; last run: {last}"))
         rows.append(("requests", f"{status['requestsTotal']} ({status['requestsFailed']} failed)"))
@@ -240,7 +279,12 @@ def _offline_status(args: argparse.Namespace) -> dict[str, Any]:
     """What the store says when no daemon runs."""
     repo = repo_root(args.repo)
     store = ModelStore(args.store or default_store_dir(repo))
-    status: dict[str, Any] = {"repo": str(repo), "store": str(store.root), "listenAddress": ""}
+    status: dict[str, Any] = {
+        "repo": str(repo),
+        "store": str(store.root),
+        "listenAddress": "",
+        "versions": store.versions(),
+    }
     if store.current_version() is not None:
         meta = store.current().meta
         corpus = meta.get("corpus", {})
@@ -275,16 +319,33 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         client = Client(daemon_address(args.repo, args.socket, args.listen))
     except DaemonUnreachable:
         print("completiond: no daemon is running; training in the foreground", file=sys.stderr)
-        return _train_foreground(repo_root(args.repo), args.store, args.minutes or 5.0)
+        return _train_foreground(
+            repo_root(args.repo), args.store, args.minutes or 5.0, warm_start=not args.full
+        )
     bar = ProgressBar(sys.stderr)
     last = None
     with client:
-        for p in client.retrain(args.minutes):
+        for p in client.retrain(args.minutes, full=args.full):
             last = Progress(
                 p.phase, p.fraction, p.eta_seconds, p.val_bpc, p.message, p.model_version
             )
             bar.update(last)
-    return 0 if last is not None and last.phase == "done" else 1
+    return 0 if last is not None and last.phase in ("done", "rejected") else 1
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    try:
+        client = Client(daemon_address(args.repo, args.socket, args.listen))
+    except DaemonUnreachable:
+        from completiond.daemon.model_slot import ModelSlot  # no daemon: switch the store only
+
+        store = ModelStore(args.store or default_store_dir(repo_root(args.repo)))
+        version = ModelSlot(store).rollback(args.version).version
+    else:
+        with client:
+            version = client.rollback(args.version).version
+    print(f"serving model {version}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

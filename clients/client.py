@@ -82,6 +82,9 @@ class Client:
     def status(self) -> pb.StatusResponse:
         return self.model.Status(pb.StatusRequest(), timeout=self.timeout_s)
 
-    def retrain(self, minutes: float = 0.0) -> Iterator[pb.TrainingProgress]:
-        """Progress of a new training run; the stream ends with phase "done" or "failed"."""
-        return self.model.Retrain(pb.RetrainRequest(minutes=minutes))
+    def retrain(self, minutes: float = 0.0, full: bool = False) -> Iterator[pb.TrainingProgress]:
+        """Progress of a new training run; the stream ends with "done", "rejected" or "failed"."""
+        return self.model.Retrain(pb.RetrainRequest(minutes=minutes, full=full))
+
+    def rollback(self, version: str = "") -> pb.ModelInfo:
+        return self.model.Rollback(pb.RollbackRequest(version=version), timeout=self.timeout_s)

@@ -1,4 +1,4 @@
-"""The daemon's entry point: load or train a model, serve it, stop cleanly on a signal."""
+"""The daemon's entry point: load or train a model, serve it, keep it fresh, stop cleanly."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from completiond.errors import BundleError, CorpusError, TrainingFailed
+from completiond.errors import CorpusError, TrainingBusy, TrainingFailed
 from completiond.training.bundle import ModelStore
+from completiond.training.corpus import fingerprint, read_files
 from completiond.training.locations import default_socket_path, default_store_dir
 from completiond.training.progress import ProgressBar
 
@@ -22,6 +23,7 @@ from .server import Server, ServerConfig
 from .service import CompletionServicer, ModelServicer, RequestLimits, RequestStats
 from .state_cache import ContextConfig
 from .trainer import TrainerConfig, TrainingRunner
+from .watcher import RepoWatcher, WatchConfig
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +32,15 @@ log = logging.getLogger(__name__)
 class DaemonConfig:
     repo: Path
     store: Path | None = None  # default: the user's cache dir (see training/locations.py)
-    first_train_minutes: float = 3.0  # budget of the first model when the repository has none
+    # A fresh repository gets a quick first model (answers within about a minute), then the
+    # full budget (trainer.minutes) continues from it in the background.
+    first_train_minutes: float = 0.75
     server: ServerConfig = field(default_factory=ServerConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     context: ContextConfig = field(default_factory=ContextConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
     limits: RequestLimits = field(default_factory=RequestLimits)
 
 
@@ -52,33 +57,53 @@ class Daemon:
             config.server.socket_path = default_socket_path(self.repo)
         self.slot = ModelSlot(ModelStore(store_dir), config.engine, config.decoder, config.context)
         self.runner = TrainingRunner(self.repo, store_dir, config.trainer, self._on_published)
+        self.watcher = RepoWatcher(self.repo, config.watch, self.retrain_if_changed)
         self.stats = RequestStats()
         self.server = Server(
             config.server,
             CompletionServicer(self.slot, config.limits),
-            ModelServicer(self.slot, self.runner, self.stats, ""),
+            ModelServicer(self.slot, self.runner, self.stats, self.watcher),
             self.stats,
         )
         self._stop = threading.Event()
 
     def _on_published(self, version: str) -> None:
+        """A training run made `version` current: load, warm, then swap it in."""
         self.slot.load_current()
         self.server.set_serving(True)
 
-    def start(self, out: TextIO) -> None:
-        """Load the current model if there is one (a bad one is reported, not fatal), listen."""
+    def retrain_if_changed(self) -> bool:
+        """Start a background retrain if the training text differs from the current model's.
+
+        Called by the watcher once changes have settled; a busy trainer means: try again later."""
+        texts, _ = read_files(self.repo)
+        model = self.slot.loaded
+        if model is not None and model.bundle.meta["corpus"].get("fingerprint") == fingerprint(
+            texts
+        ):
+            return False
         try:
-            self.slot.load_current()
-        except BundleError as exc:
-            if self.slot.store.current_version() is not None:
-                print(f"completiond: the stored model is unusable: {exc}", file=out)
+            self.runner.start()
+        except TrainingBusy:
+            self.watcher.poke()
+            return False
+        log.info("repository changed: retraining")
+        return True
+
+    def start(self, out: TextIO) -> None:
+        """Load the newest usable model (reporting any unusable one), listen, watch."""
+        for problem in self.slot.load_newest_usable():
+            print(f"completiond: {problem}", file=out, flush=True)
         self.server.set_serving(self.slot.loaded is not None)
         self.server.start()
+        if self.config.watch.enabled:
+            self.watcher.start()
         print(f"completiond: serving {self.repo} on {self.server.address}", file=out, flush=True)
 
     def train_first_model(self, out: TextIO) -> None:
-        """Train in the child with the whole machine (nothing is served yet), showing progress."""
-        print("completiond: no model yet; training a first one", file=out, flush=True)
+        """A quick model with the whole machine (nothing is served yet), showing progress; then
+        the full budget continues from it in the background."""
+        print("completiond: no model yet; training a quick first one", file=out, flush=True)
         bar = ProgressBar(out)
         job = self.runner.start(self.config.first_train_minutes, threads=0)
         for progress in job.follow():
@@ -87,9 +112,25 @@ class Daemon:
             bar.update(progress)
             if progress.phase == "failed":
                 raise TrainingFailed(progress.message)
+        model = self.slot.get()
+        print(f"completiond: serving model {model.version}", file=out, flush=True)
+        self.runner.start()
+        print(
+            f"completiond: improving it in the background ({self.config.trainer.minutes:g} min; "
+            "`completiond status` shows progress)",
+            file=out,
+            flush=True,
+        )
 
     def stop(self) -> None:
         self._stop.set()
+
+    def close(self) -> None:
+        """Stop watching and training, then the server (in-flight requests finish first)."""
+        if self.config.watch.enabled:
+            self.watcher.stop()
+        self.runner.stop()
+        self.server.stop()
 
     def serve_forever(self, out: TextIO = sys.stderr) -> int:
         """Run until SIGINT/SIGTERM; in-flight requests finish before the process exits."""
@@ -99,11 +140,8 @@ class Daemon:
         try:
             if self.slot.loaded is None:
                 self.train_first_model(out)
-                if self.slot.loaded is not None:
-                    print(f"completiond: serving model {self.slot.loaded.version}", file=out)
             self._stop.wait()
         finally:
-            self.runner.stop()
-            self.server.stop()
+            self.close()
             print("completiond: stopped", file=out, flush=True)
         return 0

@@ -12,7 +12,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from completiond.errors import NoModel
+from completiond.errors import BundleError, NoModel
 from completiond.training.bundle import Bundle, ModelStore
 
 from .decoder import Decoder, DecoderConfig
@@ -74,3 +74,45 @@ class ModelSlot:
             self._model = ServedModel(bundle, engine, decoder)
             log.info("serving model %s", bundle.version)
             return self._model
+
+    def load_newest_usable(self) -> list[str]:
+        """At start-up: the current bundle, else the newest one that verifies (made current).
+
+        Returns what was wrong on the way, for the user; an empty store is not a problem."""
+        problems: list[str] = []
+        current = self.store.current_version()
+        candidates = [current] if current else []
+        candidates += [v for v in reversed(self.store.versions()) if v != current]
+        for version in candidates:
+            try:
+                if version != current:
+                    self.store.set_current(version)
+                self.load_current()
+            except BundleError as exc:
+                problems.append(f"the stored model is unusable: {exc}")
+                continue
+            if problems:
+                problems.append(f"serving the last good model, {version}")
+            break
+        return problems
+
+    def rollback(self, version: str = "") -> ServedModel:
+        """Serve an earlier bundle again: `version`, or the newest one older than the current."""
+        current = self.store.current_version()
+        if not version:
+            older = [v for v in self.store.versions() if current is None or v < current]
+            if not older:
+                raise BundleError("there is no earlier model to roll back to")
+            version = older[-1]
+        if version not in self.store.versions():
+            raise BundleError(
+                f"no model {version!r} in the store ({', '.join(self.store.versions())})"
+            )
+        previous = current
+        self.store.set_current(version)
+        try:
+            return self.load_current()
+        except BundleError:
+            if previous:
+                self.store.set_current(previous)
+            raise

@@ -24,6 +24,7 @@ from completiond.v1 import completion_pb2_grpc as pb_grpc
 from .decoder import Query
 from .model_slot import ModelSlot, ServedModel
 from .trainer import TrainingRunner
+from .watcher import RepoWatcher
 
 
 @dataclass
@@ -144,12 +145,13 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
         slot: ModelSlot,
         runner: TrainingRunner,
         stats: RequestStats,
-        listen_address: str,
+        watcher: RepoWatcher,
     ) -> None:
         self.slot = slot
         self.runner = runner
         self.stats = stats
-        self.listen_address = listen_address
+        self.watcher = watcher
+        self.listen_address = ""  # set by the server once bound
         self.started = time.monotonic()
 
     def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusResponse:
@@ -167,6 +169,9 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
             daemon_version=__version__,
             execution_provider=model.engine.provider if model else "",
             pid=os.getpid(),
+            watching=self.watcher.config.enabled,
+            file_events=self.watcher.events_seen,
+            versions=self.slot.store.versions(),
         )
 
     def Retrain(
@@ -174,7 +179,7 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
     ) -> Iterator[pb.TrainingProgress]:
         if not (math.isfinite(request.minutes) and 0 <= request.minutes <= 24 * 60):
             raise InvalidRequest(f"minutes must be between 0 and 1440, got {request.minutes}")
-        for p in self.runner.start(request.minutes or None).follow():
+        for p in self.runner.start(request.minutes or None, full=request.full).follow():
             yield pb.TrainingProgress(
                 phase=p.phase,
                 fraction=p.fraction,
@@ -183,3 +188,6 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
                 message=p.message,
                 model_version=p.version,
             )
+
+    def Rollback(self, request: pb.RollbackRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
+        return model_info(self.slot.rollback(request.version))

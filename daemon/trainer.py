@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from completiond.errors import TrainingBusy
-from completiond.training.progress import Progress
+from completiond.training.progress import FINAL_PHASES, Progress
 
 
 @dataclass
@@ -43,7 +43,7 @@ class TrainingJob:
 
     @property
     def finished(self) -> bool:
-        return bool(self.events) and self.events[-1].phase in ("done", "failed")
+        return bool(self.events) and self.events[-1].phase in FINAL_PHASES
 
     def publish(self, progress: Progress) -> None:
         with self._changed:
@@ -51,7 +51,7 @@ class TrainingJob:
             self._changed.notify_all()
 
     def follow(self, timeout_s: float = 0.5) -> Iterator[Progress]:
-        """Every event from the start until "done" or "failed", as they come."""
+        """Every event from the start until the final one (done, rejected, failed)."""
         seen = 0
         while True:
             with self._changed:
@@ -60,7 +60,7 @@ class TrainingJob:
                 new = self.events[seen:]
             seen += len(new)
             yield from new
-            if new and new[-1].phase in ("done", "failed"):
+            if new and new[-1].phase in FINAL_PHASES:
                 return
 
     def run_child(self) -> tuple[Progress | None, int]:
@@ -84,7 +84,7 @@ class TrainingJob:
                         progress = Progress.from_json(line)
                     except ValueError:
                         continue  # stray output of a library: not ours to parse
-                    if progress.phase in ("done", "failed"):
+                    if progress.phase in FINAL_PHASES:
                         final = progress
                     else:
                         self.publish(progress)
@@ -120,11 +120,12 @@ class TrainingRunner:
         job = self.job
         return "training" if job is not None and not job.finished else "idle"
 
-    def command(self, minutes: float | None, threads: int | None) -> list[str]:
+    def command(self, minutes: float | None, threads: int | None, full: bool) -> list[str]:
         train = {
             **self.config.train,
             "minutes": minutes or self.config.minutes,
             "threads": self.config.threads if threads is None else threads,
+            **({"warm_start": False} if full else {}),
         }
         return [
             sys.executable,
@@ -140,13 +141,16 @@ class TrainingRunner:
             json.dumps({"model": self.config.model, "train": train}),
         ]
 
-    def start(self, minutes: float | None = None, threads: int | None = None) -> TrainingJob:
-        """Start a run; TrainingBusy when one is in progress. Follow it with `job.follow()`."""
+    def start(
+        self, minutes: float | None = None, threads: int | None = None, full: bool = False
+    ) -> TrainingJob:
+        """Start a run (a fine-tune of the current model unless `full`); TrainingBusy when one
+        is in progress. Follow it with `job.follow()`."""
         with self._lock:
             if self.state == "training":
                 raise TrainingBusy("a training run is already in progress")
             self.store_dir.mkdir(parents=True, exist_ok=True)
-            job = TrainingJob(self.command(minutes, threads), self.store_dir / "train.log")
+            job = TrainingJob(self.command(minutes, threads, full), self.store_dir / "train.log")
             self.job = job
         threading.Thread(target=self._run, args=(job,), name="training", daemon=True).start()
         return job
@@ -171,6 +175,6 @@ class TrainingRunner:
                 self.on_published(final.version)
             except Exception as exc:  # the old model keeps serving; say why
                 final = Progress("failed", message=f"new model not served: {exc}")
-        outcome = "ok" if final.phase == "done" else "failed"
+        outcome = {"done": "ok"}.get(final.phase, final.phase)
         self.last_result = f"{outcome}: {final.message} (after {time.time() - started:.0f} s)"
         job.publish(final)

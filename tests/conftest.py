@@ -94,6 +94,7 @@ def running_daemon(
     """A real daemon serving the tiny model on a temporary Unix socket, in this process."""
     from completiond.daemon.server import ServerConfig
     from completiond.daemon.trainer import TrainerConfig
+    from completiond.daemon.watcher import WatchConfig
 
     store = tmp_path / "store"  # a copy: retraining must not change other tests' model
     shutil.copytree(trained_store.root, store)
@@ -103,9 +104,9 @@ def running_daemon(
             store=store,
             server=ServerConfig(socket_path=tmp_path / "d.sock", grace_s=1.0),
             trainer=TrainerConfig(minutes=0.05, threads=1, model=TINY_MODEL),
+            watch=WatchConfig(enabled=False),
         )
     )
     daemon.start(io.StringIO())
     yield daemon
-    daemon.runner.stop()
-    daemon.server.stop()
+    daemon.close()

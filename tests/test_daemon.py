@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from completiond.clients.client import Client
 from completiond.daemon.daemon import Daemon, DaemonConfig
 from completiond.daemon.server import ServerConfig, parse_listen
+from completiond.daemon.watcher import WatchConfig
 from completiond.errors import AlreadyRunning, InvalidRequest
 from completiond.training.bundle import ModelStore
 from completiond.v1 import completion_pb2 as pb
@@ -155,7 +156,12 @@ def test_a_second_retrain_while_one_runs_is_refused(running_daemon: Daemon) -> N
 
 def _daemon_on(store: Path, repo: Path, tmp_path: Path) -> Daemon:
     daemon = Daemon(
-        DaemonConfig(repo=repo, store=store, server=ServerConfig(socket_path=tmp_path / "x.sock"))
+        DaemonConfig(
+            repo=repo,
+            store=store,
+            server=ServerConfig(socket_path=tmp_path / "x.sock"),
+            watch=WatchConfig(enabled=False),
+        )
     )
     daemon.start(io.StringIO())
     return daemon
@@ -177,7 +183,7 @@ def test_without_a_model_completions_are_unavailable_not_errors(
         assert "no model" in err.value.details()
         assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
     finally:
-        daemon.server.stop()
+        daemon.close()
 
 
 def test_a_corrupt_stored_model_is_reported_and_not_served(
@@ -200,7 +206,7 @@ def test_a_corrupt_stored_model_is_reported_and_not_served(
         assert "does not match its hash" in out.getvalue()
         assert daemon.slot.loaded is None
     finally:
-        daemon.server.stop()
+        daemon.close()
 
 
 def test_loopback_tcp_on_port_zero(fixture_repo: Path, trained_store: ModelStore) -> None:
@@ -215,7 +221,7 @@ def test_loopback_tcp_on_port_zero(fixture_repo: Path, trained_store: ModelStore
         with Client(daemon.server.address) as client:
             assert client.complete(NEW_HANDLER).candidates[0].text == "spond(value)"
     finally:
-        daemon.server.stop()
+        daemon.close()
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:5000", "192.168.1.2:80", "example.com:80", "x"])

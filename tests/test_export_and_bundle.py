@@ -92,7 +92,8 @@ def test_published_bundle_is_self_describing(trained_store: ModelStore) -> None:
     assert meta["corpus"]["commit"]  # the fixture is a git repository with a commit
     assert 0 < meta["val_bpc"] < 2.0  # the tiny model learned the regular fixture code
     assert meta["parity_max_abs_diff"] < 1e-4
-    assert set(meta["sha256"]) == {"model.onnx", "tokenizer.json"}
+    assert set(meta["sha256"]) == {"model.onnx", "tokenizer.json", "weights.npz"}
+    assert meta["promoted"] and meta["previous"] is None and meta["warm_start_from"] is None
 
 
 def copy_store(store: ModelStore, dest: Path) -> ModelStore:

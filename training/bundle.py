@@ -26,7 +26,8 @@ FORMAT = 1
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 META_FILE = "meta.json"
-HASHED_FILES = (MODEL_FILE, TOKENIZER_FILE)
+WEIGHTS_FILE = "weights.npz"  # PyTorch weights as plain arrays, for warm-started retraining
+REQUIRED_FILES = (MODEL_FILE, TOKENIZER_FILE)
 
 
 def sha256_file(path: Path) -> str:
@@ -69,11 +70,12 @@ def load_bundle(directory: Path) -> Bundle:
         raise BundleError(f"model bundle {directory}: unreadable {META_FILE}: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BundleError(f"model bundle {directory}: unknown format (expected {FORMAT})")
-    for name in HASHED_FILES:
+    hashes = meta.get("sha256", {})
+    for name in sorted({*REQUIRED_FILES, *hashes}):
         path = directory / name
         if not path.is_file():
             raise BundleError(f"model bundle {directory}: {name} is missing")
-        if sha256_file(path) != meta.get("sha256", {}).get(name):
+        if sha256_file(path) != hashes.get(name):
             raise BundleError(f"model bundle {directory}: {name} does not match its hash")
     try:
         tokenizer = CharTokenizer.from_json((directory / TOKENIZER_FILE).read_text())
@@ -120,15 +122,18 @@ class ModelStore:
         path.mkdir(parents=True, exist_ok=False)
         return path
 
-    def publish(self, staging: Path, meta: dict[str, Any]) -> Bundle:
-        """Hash the staged files, write meta.json, rename into place, switch `current`."""
+    def publish(self, staging: Path, meta: dict[str, Any], make_current: bool = True) -> Bundle:
+        """Hash the staged files, write meta.json, rename into place and, unless the bundle is
+        only kept aside, switch `current` to it."""
         meta = {**meta, "format": FORMAT}
-        meta["sha256"] = {name: sha256_file(staging / name) for name in HASHED_FILES}
+        names = [*REQUIRED_FILES, *([WEIGHTS_FILE] if (staging / WEIGHTS_FILE).exists() else [])]
+        meta["sha256"] = {name: sha256_file(staging / name) for name in names}
         _write_durably(staging / META_FILE, json.dumps(meta, indent=2, sort_keys=True))
         final = self.bundles_dir / meta["version"]
         os.replace(staging, final)
         bundle = load_bundle(final)  # never point `current` at something that does not verify
-        self.set_current(bundle.version)
+        if make_current:
+            self.set_current(bundle.version)
         self.prune()
         return bundle
 

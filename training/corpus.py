@@ -6,6 +6,7 @@ training, as a newly written file would not.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ class Corpus:
     val_files: list[str]
     skipped: dict[str, int] = field(default_factory=dict)
     commit: str = ""
+    fingerprint: str = ""  # of every file read: a retrain is due when it changes
 
     def summary(self) -> dict[str, object]:
         return {
@@ -32,6 +34,7 @@ class Corpus:
             "val_chars": len(self.val_text),
             "skipped": self.skipped,
             "commit": self.commit,
+            "fingerprint": self.fingerprint,
         }
 
 
@@ -58,10 +61,10 @@ def _head_commit(root: Path) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
-def build_corpus(
-    root: Path, selection: FileSelectionConfig | None = None, val_fraction: float = 0.1
-) -> Corpus:
-    """Select, read and split; CorpusError when nothing trainable is left."""
+def read_files(
+    root: Path, selection: FileSelectionConfig | None = None
+) -> tuple[dict[str, str], dict[str, int]]:
+    """The trainable files' normalised texts by path, and the skipped files' counts by reason."""
     chosen = select_files(root, selection or FileSelectionConfig())
     skipped = dict(chosen.skipped)
     texts: dict[str, str] = {}
@@ -71,6 +74,24 @@ def build_corpus(
             skipped["unreadable"] = skipped.get("unreadable", 0) + 1
         else:
             texts[rel] = text
+    return texts, skipped
+
+
+def fingerprint(texts: dict[str, str]) -> str:
+    """Changes exactly when the training text would: a file added, removed, renamed or edited
+    (not when an ignored file changes or a file is only touched)."""
+    digest = hashlib.sha256()
+    for rel in sorted(texts):
+        digest.update(rel.encode("utf-8", "surrogateescape") + b"\0")
+        digest.update(hashlib.sha256(texts[rel].encode("utf-8", "surrogateescape")).digest())
+    return digest.hexdigest()
+
+
+def build_corpus(
+    root: Path, selection: FileSelectionConfig | None = None, val_fraction: float = 0.1
+) -> Corpus:
+    """Select, read and split; CorpusError when nothing trainable is left."""
+    texts, skipped = read_files(root, selection)
     if sum(len(t) for t in texts.values()) < 2:
         reasons = ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())) or "none found"
         raise CorpusError(f"no trainable source files in {root} (skipped: {reasons})")
@@ -82,4 +103,12 @@ def build_corpus(
         lines = train_text.splitlines(keepends=True)
         cut = max(1, int(len(lines) * (1 - val_fraction)))
         train_text, val_text = "".join(lines[:cut]), "".join(lines[cut:]) or lines[-1]
-    return Corpus(train_text, val_text, train_files, val_files, skipped, _head_commit(root))
+    return Corpus(
+        train_text,
+        val_text,
+        train_files,
+        val_files,
+        skipped,
+        _head_commit(root),
+        fingerprint(texts),
+    )

@@ -10,7 +10,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
-PHASES = ("starting", "corpus", "training", "exporting", "done", "failed")
+PHASES = ("starting", "corpus", "training", "exporting", "done", "rejected", "failed")
+FINAL_PHASES = ("done", "rejected", "failed")  # rejected: trained fine, but not better
 
 
 @dataclass(frozen=True)
@@ -51,14 +52,14 @@ class ProgressBar:
         filled = int(self.width * min(1.0, max(0.0, progress.fraction)))
         bar = "#" * filled + "." * (self.width - filled)
         parts = [f"[{bar}] {100 * progress.fraction:3.0f}% {progress.phase}"]
-        if progress.phase not in ("done", "failed") and progress.eta_s:
+        if progress.phase not in FINAL_PHASES and progress.eta_s:
             parts.append(f"ETA {_clock(progress.eta_s)}")
         if progress.val_bpc:
             parts.append(f"val {progress.val_bpc:.3f} bits/char")
         if progress.message:
             parts.append(progress.message)
         line = "  ".join(parts)
-        final = progress.phase in ("done", "failed")
+        final = progress.phase in FINAL_PHASES
         if self.tty:
             self.stream.write("\r\x1b[K" + line + ("\n" if final else ""))
         elif final or line.split("  ")[0] != self._last_line.split("  ")[0]:

@@ -30,6 +30,7 @@ class TrainConfig:
     eval_interval_s: float = 20.0  # seconds of training between validations
     max_val_chars: int = 100_000  # validation cost stays bounded on large repositories
     patience: int = 6  # validations without improvement before stopping early
+    warm_start: bool = True  # fine-tune the current model when architecture and alphabet fit
     int8: bool = True  # serve int8 weights when they cost < 1% bits/char (see export.py)
     max_steps: int = 0  # 0 = train until the budget; > 0 = exactly this many steps (tests)
     seed: int = 0

@@ -58,6 +58,12 @@ class CompleteResponse(_message.Message):
     model_version: str
     def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
 
+class RollbackRequest(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    def __init__(self, version: _Optional[str] = ...) -> None: ...
+
 class StatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -89,7 +95,7 @@ class ModelInfo(_message.Message):
     def __init__(self, version: _Optional[str] = ..., created_unix: _Optional[float] = ..., val_bpc: _Optional[float] = ..., parameters: _Optional[int] = ..., vocab_size: _Optional[int] = ..., train_files: _Optional[int] = ..., val_files: _Optional[int] = ..., train_chars: _Optional[int] = ..., commit: _Optional[str] = ..., config_json: _Optional[str] = ..., bundle_dir: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("repo", "store", "model", "training_state", "last_training_result", "requests_total", "requests_failed", "uptime_seconds", "listen_address", "daemon_version", "execution_provider", "pid")
+    __slots__ = ("repo", "store", "model", "training_state", "last_training_result", "requests_total", "requests_failed", "uptime_seconds", "listen_address", "daemon_version", "execution_provider", "pid", "watching", "file_events", "versions")
     REPO_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +108,9 @@ class StatusResponse(_message.Message):
     DAEMON_VERSION_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
+    WATCHING_FIELD_NUMBER: _ClassVar[int]
+    FILE_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
     repo: str
     store: str
     model: ModelInfo
@@ -114,13 +123,18 @@ class StatusResponse(_message.Message):
     daemon_version: str
     execution_provider: str
     pid: int
-    def __init__(self, repo: _Optional[str] = ..., store: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., training_state: _Optional[str] = ..., last_training_result: _Optional[str] = ..., requests_total: _Optional[int] = ..., requests_failed: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., listen_address: _Optional[str] = ..., daemon_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+    watching: bool
+    file_events: int
+    versions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, repo: _Optional[str] = ..., store: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., training_state: _Optional[str] = ..., last_training_result: _Optional[str] = ..., requests_total: _Optional[int] = ..., requests_failed: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., listen_address: _Optional[str] = ..., daemon_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., pid: _Optional[int] = ..., watching: _Optional[bool] = ..., file_events: _Optional[int] = ..., versions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RetrainRequest(_message.Message):
-    __slots__ = ("minutes",)
+    __slots__ = ("minutes", "full")
     MINUTES_FIELD_NUMBER: _ClassVar[int]
+    FULL_FIELD_NUMBER: _ClassVar[int]
     minutes: float
-    def __init__(self, minutes: _Optional[float] = ...) -> None: ...
+    full: bool
+    def __init__(self, minutes: _Optional[float] = ..., full: _Optional[bool] = ...) -> None: ...
 
 class TrainingProgress(_message.Message):
     __slots__ = ("phase", "fraction", "eta_seconds", "val_bpc", "message", "model_version")

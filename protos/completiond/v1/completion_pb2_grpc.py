@@ -167,6 +167,11 @@ class ModelServiceStub:
                 request_serializer=completiond_dot_v1_dot_completion__pb2.RetrainRequest.SerializeToString,
                 response_deserializer=completiond_dot_v1_dot_completion__pb2.TrainingProgress.FromString,
                 _registered_method=True)
+        self.Rollback = channel.unary_unary(
+                '/completiond.v1.ModelService/Rollback',
+                request_serializer=completiond_dot_v1_dot_completion__pb2.RollbackRequest.SerializeToString,
+                response_deserializer=completiond_dot_v1_dot_completion__pb2.ModelInfo.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -187,6 +192,13 @@ class ModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rollback(self, request, context):
+        """Serves an earlier bundle of the store again (the previous one when no version is given).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -199,6 +211,11 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.Retrain,
                     request_deserializer=completiond_dot_v1_dot_completion__pb2.RetrainRequest.FromString,
                     response_serializer=completiond_dot_v1_dot_completion__pb2.TrainingProgress.SerializeToString,
+            ),
+            'Rollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollback,
+                    request_deserializer=completiond_dot_v1_dot_completion__pb2.RollbackRequest.FromString,
+                    response_serializer=completiond_dot_v1_dot_completion__pb2.ModelInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -256,6 +273,33 @@ class ModelService:
             '/completiond.v1.ModelService/Retrain',
             completiond_dot_v1_dot_completion__pb2.RetrainRequest.SerializeToString,
             completiond_dot_v1_dot_completion__pb2.TrainingProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/completiond.v1.ModelService/Rollback',
+            completiond_dot_v1_dot_completion__pb2.RollbackRequest.SerializeToString,
+            completiond_dot_v1_dot_completion__pb2.ModelInfo.FromString,
             options,
             channel_credentials,
             insecure,
