@@ -113,6 +113,7 @@ class TrainingRunner:
         self.on_published = on_published  # loads the new bundle; raises if it does not verify
         self._lock = threading.Lock()
         self.job: TrainingJob | None = None
+        self.runs = 0  # training runs started since the daemon started
         self.last_result = ""
 
     @property
@@ -152,6 +153,7 @@ class TrainingRunner:
             self.store_dir.mkdir(parents=True, exist_ok=True)
             job = TrainingJob(self.command(minutes, threads, full), self.store_dir / "train.log")
             self.job = job
+            self.runs += 1
         threading.Thread(target=self._run, args=(job,), name="training", daemon=True).start()
         return job
 
