@@ -5,7 +5,8 @@ write), starts `completiond serve` as its own process, and replays typing over h
 from client processes: every keystroke is a Complete request with the text before the cursor,
 as an editor would send it. Prints one table with p50/p90/p99 per scenario and its ratio to the
 model-only floor measured in the same run, throughput under 1, 4 and 16 concurrent clients,
-resident memory, idle CPU and the time to the first answer.
+resident memory, idle CPU and the time to the first answer. The floor is measured on the same
+requests: the daemon's decoder run in this process, timing each onnxruntime call.
 
     .venv/bin/python bench/latency.py                   # trains 1 minute first (~4 minutes)
     .venv/bin/python bench/latency.py --store DIR       # reuse a store trained before
@@ -18,7 +19,6 @@ import multiprocessing
 import os
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,8 +29,10 @@ import numpy as np
 from bpc import PACKAGES, stdlib_corpus  # bench/ is on the path when this script runs
 
 from completiond.clients.client import Client
-from completiond.daemon.engine import OnnxEngine
-from completiond.training.bundle import ModelStore
+from completiond.daemon.decoder import Decoder, DecoderConfig, Query
+from completiond.daemon.engine import OnnxEngine, State
+from completiond.daemon.state_cache import ContextConfig, DocumentStates
+from completiond.training.bundle import Bundle, ModelStore
 from completiond.training.corpus import build_corpus
 
 CLI = [sys.executable, "-m", "completiond.clients.cli"]
@@ -86,21 +88,62 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def model_floor(model_path: Path, vocab: int) -> dict[str, float]:
-    """Seconds per engine call measured directly: one step at batch 1 and 4, a 512-char read."""
-    engine = OnnxEngine(model_path, vocab)
-    out = {}
-    for name, shape in (("step_b1", (1, 1)), ("step_b4", (4, 1)), ("read_512", (1, 512))):
-        ids = np.ones(shape, np.int64)
-        state = engine.zero_state(shape[0])
-        for _ in range(20):
-            engine.run(ids, state)
-        reps = 50 if shape[1] > 1 else 2000
+class TimedEngine:
+    """The real engine, timing every call: the model-only part of a request."""
+
+    def __init__(self, inner: OnnxEngine) -> None:
+        self.inner = inner
+        self.vocab_size = inner.vocab_size
+        self.seconds = 0.0
+
+    def zero_state(self, batch: int) -> State:
+        return self.inner.zero_state(batch)
+
+    def run(self, ids: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         t0 = time.perf_counter()
-        for _ in range(reps):
-            engine.run(ids, state)
-        out[name] = (time.perf_counter() - t0) / reps
-    return out
+        out = self.inner.run(ids, state)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+class InProcess:
+    """The daemon's decoder in this process: the same requests without gRPC, with model time."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.engine = TimedEngine(OnnxEngine(bundle.model_path, bundle.tokenizer.vocab_size))
+        states = DocumentStates(self.engine, bundle.tokenizer, ContextConfig())
+        self.decoder = Decoder(self.engine, bundle.tokenizer, states, DecoderConfig())
+        self.model_times: list[float] = []
+
+    def complete(self, prefix: str, document_id: str, max_chars: int) -> None:
+        before = self.engine.seconds
+        self.decoder.complete(Query(prefix=prefix, document=document_id, max_chars=max_chars))
+        self.model_times.append(self.engine.seconds - before)
+
+    def warm(self, text: str, document_id: str) -> None:
+        self.decoder.states.warm(text, document_id)
+
+
+def scenarios(backend: Client | InProcess, held_out: list[str], keys: int) -> list[list[float]]:
+    """Latencies of: warm keystrokes, cold documents, first completions after Warm."""
+    warm, cold, after = [], [], []
+    for s, (text, start) in enumerate(typing_sessions(held_out, 8, keys, 1)):
+        backend.complete(text[:start], document_id=f"w{s}", max_chars=MAX_CHARS)  # opens it
+        for pos in range(start + 1, start + keys):  # one more character each time
+            t0 = time.perf_counter()
+            backend.complete(text[:pos], document_id=f"w{s}", max_chars=MAX_CHARS)
+            warm.append(time.perf_counter() - t0)
+    for s, (text, start) in enumerate(typing_sessions(held_out, 150, 1, 2)):
+        prefix = text[max(0, start - COLD_PREFIX) : start]  # never seen; the daemon reads a tail
+        t0 = time.perf_counter()
+        backend.complete(prefix, document_id=f"cold{s}", max_chars=MAX_CHARS)
+        cold.append(time.perf_counter() - t0)
+    for s, (text, start) in enumerate(typing_sessions(held_out, 150, 1, 3)):
+        backend.warm(text, document_id=f"open{s}")  # the editor opened it
+        t0 = time.perf_counter()
+        backend.complete(text[:start], document_id=f"open{s}", max_chars=MAX_CHARS)
+        after.append(time.perf_counter() - t0)
+    return [warm, cold, after]
 
 
 def main() -> None:
@@ -142,51 +185,32 @@ def main() -> None:
         except Exception:
             time.sleep(0.02)
     try:
-        floor = model_floor(bundle.model_path, bundle.tokenizer.vocab_size)
-        rows = []
         with Client(address, timeout_s=10) as client:
-            # Warm keystrokes: one client, one more character each time in an open document.
-            warm, lengths = [], []
-            for s, (text, start) in enumerate(typing_sessions(held_out, 8, args.keys, 1)):
-                client.complete(text[:start], document_id=f"w{s}", max_chars=MAX_CHARS)
-                for pos in range(start + 1, start + args.keys):
-                    t0 = time.perf_counter()
-                    reply = client.complete(text[:pos], document_id=f"w{s}", max_chars=MAX_CHARS)
-                    warm.append(time.perf_counter() - t0)
-                    lengths.append(len(reply.candidates[0].text) if reply.candidates else 0)
-            decode_floor = floor["step_b1"] + (statistics.mean(lengths) + 1) * floor["step_b4"]
-            rows.append(("warm keystroke", warm, decode_floor))
-            # Cold documents: never seen, a 4,000-character prefix (the daemon reads its tail).
-            cold = []
-            for s, (text, start) in enumerate(typing_sessions(held_out, 150, 1, 2)):
-                prefix = text[max(0, start - COLD_PREFIX) : start]
-                t0 = time.perf_counter()
-                client.complete(prefix, document_id=f"cold{s}", max_chars=MAX_CHARS)
-                cold.append(time.perf_counter() - t0)
-            rows.append(("cold document (4,000 chars)", cold, floor["read_512"] + decode_floor))
-            # After Warm: the editor sent the document on open; first completion inside it.
-            after = []
-            for s, (text, start) in enumerate(typing_sessions(held_out, 150, 1, 3)):
-                client.warm(text, document_id=f"open{s}")
-                t0 = time.perf_counter()
-                client.complete(text[:start], document_id=f"open{s}", max_chars=MAX_CHARS)
-                after.append(time.perf_counter() - t0)
-            rows.append(("first completion after Warm", after, decode_floor))
+            over_grpc = scenarios(client, held_out, args.keys)
+        local = InProcess(bundle)
+        in_process = scenarios(local, held_out, args.keys)
+        # model-only times, in the order scenarios() made its requests (openings excluded)
+        times, n_open = local.model_times, 8
+        warm_n = len(in_process[0])
+        keyed = [t for i, t in enumerate(times[: warm_n + n_open]) if i % args.keys != 0]
+        model_only = [keyed, times[warm_n + n_open : warm_n + n_open + 150], times[-150:]]
 
         print(f"model {bundle.version}: {bundle.meta['model']}, int8 weights: "
-              f"{bundle.meta.get('weights', {}).get('int8')}")  # fmt: skip
-        print(
-            f"model-only floor (onnxruntime, 1 thread): step batch 1 {1e6 * floor['step_b1']:.0f}"
-            f" us, batch 4 {1e6 * floor['step_b4']:.0f} us, 512-char read "
-            f"{1e3 * floor['read_512']:.2f} ms; mean completion {statistics.mean(lengths):.1f} "
-            f"chars\n"
-        )
-        print("| scenario | n | p50 ms | p90 ms | p99 ms | floor ms | p50 / floor |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
-        for name, samples, fl in rows:
+              f"{bundle.meta.get('weights', {}).get('int8')}\n")  # fmt: skip
+        print("| scenario | n | p50 ms | p90 ms | p99 ms | in-process p50 ms | model-only p50 ms "
+              "| p50 / model-only |")  # fmt: skip
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        names = ["warm keystroke", "cold document (4,000 chars)", "first completion after Warm"]
+        for name, samples, local_samples, model in zip(
+            names, over_grpc, in_process, model_only, strict=True
+        ):
             p50, p90, p99 = percentiles(samples)
-            print(f"| {name} | {len(samples)} | {p50:.2f} | {p90:.2f} | {p99:.2f} | "
-                  f"{1e3 * fl:.2f} | {p50 / (1e3 * fl):.1f}x |")  # fmt: skip
+            floor = float(np.percentile(np.array(model) * 1000, 50))
+            local_p50 = percentiles(local_samples)[0]
+            print(
+                f"| {name} | {len(samples)} | {p50:.2f} | {p90:.2f} | {p99:.2f} | "
+                f"{local_p50:.2f} | {floor:.2f} | {p50 / floor:.1f}x |"
+            )
 
         print("\n| concurrent clients | completions/s | p50 ms | p99 ms | errors | daemon CPU |")
         print("|---:|---:|---:|---:|---:|---:|")
