@@ -1,1 +1,1 @@
-"""x"""
+"""Clients of the daemon: the Python client library and the `completiond` command line."""

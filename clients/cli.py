@@ -20,6 +20,7 @@ from completiond.training.locations import default_store_dir, repo_root
 from completiond.training.progress import Progress, ProgressBar
 
 from .client import Client, daemon_address
+from .shell import SHELLS, snippet
 
 
 def _add_repo(p: argparse.ArgumentParser) -> None:
@@ -32,6 +33,11 @@ def _add_repo(p: argparse.ArgumentParser) -> None:
 
 
 def _add_address(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        help="file holding the token of a daemon started with --allow-remote",
+    )
     group = p.add_mutually_exclusive_group()
     group.add_argument(
         "--socket", type=Path, help="Unix socket of the daemon (default: derived from the repo)"
@@ -55,6 +61,14 @@ def _add_model(p: argparse.ArgumentParser, minutes: float, what: str) -> None:
     p.add_argument("--layers", type=int, help="LSTM layers (default: 1)")
 
 
+def _client(args: argparse.Namespace, timeout_s: float = 10.0) -> Client:
+    """The client for the daemon the arguments point at (DaemonUnreachable if none runs)."""
+    from completiond.daemon.access import read_token
+
+    token = read_token(args.token_file) if args.token_file else None
+    return Client(daemon_address(args.repo, args.socket, args.listen), timeout_s, token)
+
+
 def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides = {"hidden_size": args.hidden_size, "num_layers": args.layers}
     return {k: v for k, v in overrides.items() if v is not None}
@@ -75,6 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_address(p)
     _add_model(p, 0.75, "budget of the quick first model of a fresh repository, in minutes")
     p.add_argument("--workers", type=int, default=8, help="requests served at once (default: 8)")
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow --listen on a non-loopback address; every call must then carry the token "
+        "of --token-file",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics on 127.0.0.1:PORT (0 picks a port)",
+    )
     p.add_argument(
         "--retrain-minutes",
         type=float,
@@ -151,10 +177,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(p)
     _add_address(p)
     p.set_defaults(run=cmd_rollback)
+
+    p = sub.add_parser(
+        "lsp",
+        help="language server on stdio, for any LSP editor (see `completiond lsp --help`)",
+        add_help=False,
+    )
+    p.add_argument("lsp_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.set_defaults(run=cmd_lsp)
+
+    p = sub.add_parser("shell-init", help="print the shell integration to source")
+    p.add_argument("shell", choices=SHELLS, help='eval "$(completiond shell-init zsh)"')
+    p.set_defaults(run=cmd_shell_init)
     return parser
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from completiond.daemon.access import read_token
     from completiond.daemon.daemon import Daemon, DaemonConfig
     from completiond.daemon.server import ServerConfig
     from completiond.daemon.trainer import TrainerConfig
@@ -164,7 +203,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         repo=repo_root(args.repo),
         store=args.store,
         first_train_minutes=args.minutes,
-        server=ServerConfig(socket_path=args.socket, listen=args.listen, max_workers=args.workers),
+        server=ServerConfig(
+            socket_path=args.socket,
+            listen=args.listen,
+            max_workers=args.workers,
+            allow_remote=args.allow_remote,
+            token=read_token(args.token_file) if args.token_file else None,
+            metrics_port=args.metrics_port,
+        ),
         trainer=TrainerConfig(minutes=args.retrain_minutes, model=_model_overrides(args)),
         watch=WatchConfig(
             enabled=not args.no_watch,
@@ -214,7 +260,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_complete(args: argparse.Namespace) -> int:
     prefix = sys.stdin.read() if args.prefix == "-" else args.prefix
-    with Client(daemon_address(args.repo, args.socket, args.listen), args.timeout) as client:
+    with _client(args, args.timeout) as client:
         response = client.complete(
             prefix,
             suffix=args.suffix,
@@ -269,6 +315,17 @@ def _print_status(status: dict[str, Any]) -> None:
         last = status.get("lastTrainingResult") or "none in this session"
         rows.append(("training", f"{status['trainingState']}; last run: {last}"))
         rows.append(("requests", f"{status['requestsTotal']} ({status['requestsFailed']} failed)"))
+        for entry in status.get("feedback", []):
+            shown = int(entry["shown"])
+            taken = int(entry["accepted"]) + int(entry["partiallyAccepted"])
+            rate = f"{100 * taken / shown:.0f}% accepted" if shown else "none shown"
+            rows.append(
+                (
+                    "feedback",
+                    f"{entry['client']}: {shown} shown, {entry['accepted']} accepted, "
+                    f"{entry['partiallyAccepted']} partly, {entry['dismissed']} dismissed ({rate})",
+                )
+            )
         if status.get("executionProvider"):
             rows.append(("provider", status["executionProvider"]))
     for key, value in rows:
@@ -303,7 +360,7 @@ def _offline_status(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_status(args: argparse.Namespace) -> int:
     try:
-        with Client(daemon_address(args.repo, args.socket, args.listen)) as client:
+        with _client(args) as client:
             status = MessageToDict(client.status(), always_print_fields_with_no_presence=True)
     except DaemonUnreachable:
         status = _offline_status(args)
@@ -316,7 +373,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     try:
-        client = Client(daemon_address(args.repo, args.socket, args.listen))
+        client = _client(args)
     except DaemonUnreachable:
         print("completiond: no daemon is running; training in the foreground", file=sys.stderr)
         return _train_foreground(
@@ -335,7 +392,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     try:
-        client = Client(daemon_address(args.repo, args.socket, args.listen))
+        client = _client(args)
     except DaemonUnreachable:
         from completiond.daemon.model_slot import ModelSlot  # no daemon: switch the store only
 
@@ -348,7 +405,21 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lsp(args: argparse.Namespace) -> int:
+    from .lsp import main as lsp_main  # pygls loads only for the language server
+
+    return lsp_main(args.lsp_args)
+
+
+def cmd_shell_init(args: argparse.Namespace) -> int:
+    print(snippet(args.shell), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["lsp"]:  # the language server parses its own options (`lsp --help`)
+        return cmd_lsp(argparse.Namespace(lsp_args=argv[1:]))
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

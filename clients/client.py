@@ -28,9 +28,10 @@ def daemon_address(
 
 
 class Client:
-    """A channel to one daemon. `timeout_s` bounds every call."""
+    """A channel to one daemon. `timeout_s` bounds every call; `token` is sent with every call
+    when the daemon requires one (a daemon listening beyond loopback)."""
 
-    def __init__(self, address: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, address: str, timeout_s: float = 10.0, token: str | None = None) -> None:
         if address.startswith("unix://") and not Path(address[len("unix://") :]).exists():
             raise DaemonUnreachable(
                 f"no daemon is running for this repository (no socket at {address[7:]}); "
@@ -38,6 +39,7 @@ class Client:
             )
         self.address = address
         self.timeout_s = timeout_s
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else None
         self.channel = grpc.insecure_channel(address)
         self.completion = pb_grpc.CompletionServiceStub(self.channel)
         self.model = pb_grpc.ModelServiceStub(self.channel)
@@ -72,19 +74,29 @@ class Client:
             temperature=temperature,
             min_confidence=min_confidence,
         )
-        return self.completion.Complete(request, timeout=self.timeout_s)
+        return self.completion.Complete(request, timeout=self.timeout_s, metadata=self.metadata)
 
     def warm(self, text: str, document_id: str = "", path: str = "") -> pb.WarmResponse:
         """Have the daemon read a document now (e.g. when it is opened in an editor)."""
         request = pb.WarmRequest(document_id=document_id, path=path, text=text)
-        return self.completion.Warm(request, timeout=self.timeout_s)
+        return self.completion.Warm(request, timeout=self.timeout_s, metadata=self.metadata)
+
+    def feedback(self, client: str, event: str, count: int = 1) -> None:
+        """Report what became of suggestions: event is "shown", "accepted",
+        "partially_accepted" or "dismissed"."""
+        request = pb.FeedbackRequest(
+            client=client, event=pb.FeedbackRequest.Event.Value(event.upper()), count=count
+        )
+        self.completion.Feedback(request, timeout=self.timeout_s, metadata=self.metadata)
 
     def status(self) -> pb.StatusResponse:
-        return self.model.Status(pb.StatusRequest(), timeout=self.timeout_s)
+        return self.model.Status(pb.StatusRequest(), timeout=self.timeout_s, metadata=self.metadata)
 
     def retrain(self, minutes: float = 0.0, full: bool = False) -> Iterator[pb.TrainingProgress]:
         """Progress of a new training run; the stream ends with "done", "rejected" or "failed"."""
-        return self.model.Retrain(pb.RetrainRequest(minutes=minutes, full=full))
+        request = pb.RetrainRequest(minutes=minutes, full=full)
+        return self.model.Retrain(request, metadata=self.metadata)
 
     def rollback(self, version: str = "") -> pb.ModelInfo:
-        return self.model.Rollback(pb.RollbackRequest(version=version), timeout=self.timeout_s)
+        request = pb.RollbackRequest(version=version)
+        return self.model.Rollback(request, timeout=self.timeout_s, metadata=self.metadata)

@@ -1,1 +1,2 @@
-"""x"""
+"""The serving daemon: onnxruntime engine, decoder, state cache, gRPC services, retraining.
+Never imports torch."""

@@ -18,9 +18,11 @@ from completiond.training.progress import ProgressBar
 
 from .decoder import DecoderConfig
 from .engine import EngineConfig
+from .feedback import FeedbackCounts
+from .metrics import RequestMetrics
 from .model_slot import ModelSlot
 from .server import Server, ServerConfig
-from .service import CompletionServicer, ModelServicer, RequestLimits, RequestStats
+from .service import CompletionServicer, ModelServicer, RequestLimits
 from .state_cache import ContextConfig
 from .trainer import TrainerConfig, TrainingRunner
 from .watcher import RepoWatcher, WatchConfig
@@ -58,12 +60,17 @@ class Daemon:
         self.slot = ModelSlot(ModelStore(store_dir), config.engine, config.decoder, config.context)
         self.runner = TrainingRunner(self.repo, store_dir, config.trainer, self._on_published)
         self.watcher = RepoWatcher(self.repo, config.watch, self.retrain_if_changed)
-        self.stats = RequestStats()
+        self.metrics = RequestMetrics()
+        self.feedback = FeedbackCounts(store_dir / "feedback.json")
         self.server = Server(
             config.server,
-            CompletionServicer(self.slot, config.limits),
-            ModelServicer(self.slot, self.runner, self.stats, self.watcher),
-            self.stats,
+            CompletionServicer(self.slot, self.feedback, config.limits),
+            ModelServicer(self.slot, self.runner, self.metrics, self.watcher, self.feedback),
+            self.metrics,
+        )
+        self.metrics.watch_state(
+            lambda: self.slot.loaded.version if self.slot.loaded else "",
+            lambda: self.runner.state == "training",
         )
         self._stop = threading.Event()
 
@@ -99,6 +106,9 @@ class Daemon:
         if self.config.watch.enabled:
             self.watcher.start()
         print(f"completiond: serving {self.repo} on {self.server.address}", file=out, flush=True)
+        if self.config.server.metrics_port is not None:
+            port = self.metrics.serve(self.config.server.metrics_port)
+            print(f"completiond: metrics on http://127.0.0.1:{port}/metrics", file=out, flush=True)
 
     def train_first_model(self, out: TextIO) -> None:
         """A quick model with the whole machine (nothing is served yet), showing progress; then
@@ -131,6 +141,8 @@ class Daemon:
             self.watcher.stop()
         self.runner.stop()
         self.server.stop()
+        self.metrics.stop()
+        self.feedback.save()
 
     def serve_forever(self, out: TextIO = sys.stderr) -> int:
         """Run until SIGINT/SIGTERM; in-flight requests finish before the process exits."""

@@ -21,8 +21,10 @@ from completiond.errors import AlreadyRunning, InvalidRequest
 from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
 
+from .access import TokenCheck
 from .boundary import ErrorBoundary
-from .service import CompletionServicer, ModelServicer, RequestStats
+from .metrics import RequestMetrics
+from .service import CompletionServicer, ModelServicer
 
 COMPLETION_SERVICE = pb.DESCRIPTOR.services_by_name["CompletionService"].full_name
 MODEL_SERVICE = pb.DESCRIPTOR.services_by_name["ModelService"].full_name
@@ -32,12 +34,16 @@ MODEL_SERVICE = pb.DESCRIPTOR.services_by_name["ModelService"].full_name
 class ServerConfig:
     socket_path: Path | None = None  # Unix socket (the default transport), mode 0600
     listen: str | None = None  # "host:port" on loopback instead; port 0 picks a free port
+    allow_remote: bool = False  # let `listen` be a non-loopback address (needs a token)
+    token: str | None = None  # when set, every call must carry it (see access.py)
+    metrics_port: int | None = None  # Prometheus endpoint on 127.0.0.1 (0 picks a port)
     max_workers: int = 8  # concurrent requests; a completion holds a worker for milliseconds
     grace_s: float = 5.0  # in-flight requests get this long to finish on shutdown
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`host:port` (IPv6 in brackets) on a loopback address; anything else is refused."""
+def parse_listen(listen: str, allow_remote: bool = False) -> tuple[str, int]:
+    """`host:port` (IPv6 in brackets) on a loopback address; another address only when
+    `allow_remote` (the caller then requires a token)."""
     host, sep, port = listen.rpartition(":")
     host = host.strip("[]")
     if not sep or not port.isdigit() or int(port) > 65535:
@@ -47,10 +53,10 @@ def parse_listen(listen: str) -> tuple[str, int]:
             loopback = ipaddress.ip_address(host).is_loopback
         except ValueError as exc:
             raise InvalidRequest(f"--listen: {host!r} is not an IP address") from exc
-        if not loopback:
+        if not loopback and not allow_remote:
             raise InvalidRequest(
                 f"--listen {listen}: only loopback addresses are served (the daemon answers "
-                "about your code; it is not exposed on the network)"
+                "about your code); --allow-remote with --token-file exposes it on purpose"
             )
     return host, int(port)
 
@@ -80,13 +86,16 @@ class Server:
         config: ServerConfig,
         completion: CompletionServicer,
         model: ModelServicer,
-        stats: RequestStats,
+        metrics: RequestMetrics,
     ) -> None:
         self.config = config
+        if config.allow_remote and not config.token:
+            raise InvalidRequest("--allow-remote needs a token (--token-file)")
         self.health = health.HealthServicer()
+        checks = [TokenCheck(config.token)] if config.token else []
         self.grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
-            interceptors=[ErrorBoundary(stats.count)],
+            interceptors=[*checks, ErrorBoundary(metrics.count)],
             options=[("grpc.so_reuseport", 0)],
         )
         pb_grpc.add_CompletionServiceServicer_to_server(completion, self.grpc)
@@ -101,7 +110,7 @@ class Server:
 
     def _bind(self) -> str:
         if self.config.listen:
-            host, port = parse_listen(self.config.listen)
+            host, port = parse_listen(self.config.listen, self.config.allow_remote)
             target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             try:
                 bound = self.grpc.add_insecure_port(target)

@@ -22,6 +22,8 @@ from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
 
 from .decoder import Query
+from .feedback import FeedbackCounts
+from .metrics import RequestMetrics
 from .model_slot import ModelSlot, ServedModel
 from .trainer import TrainingRunner
 from .watcher import RepoWatcher
@@ -81,9 +83,20 @@ def validate(request: pb.CompleteRequest, limits: RequestLimits, default_max_cha
     )
 
 
+FEEDBACK_EVENTS = {
+    pb.FeedbackRequest.SHOWN: "shown",
+    pb.FeedbackRequest.ACCEPTED: "accepted",
+    pb.FeedbackRequest.PARTIALLY_ACCEPTED: "partially_accepted",
+    pb.FeedbackRequest.DISMISSED: "dismissed",
+}
+
+
 class CompletionServicer(pb_grpc.CompletionServiceServicer):
-    def __init__(self, slot: ModelSlot, limits: RequestLimits | None = None) -> None:
+    def __init__(
+        self, slot: ModelSlot, feedback: FeedbackCounts, limits: RequestLimits | None = None
+    ) -> None:
         self.slot = slot
+        self.feedback = feedback
         self.limits = limits or RequestLimits()
         self._decoding = threading.BoundedSemaphore(self.limits.concurrent_decodes)
 
@@ -110,15 +123,13 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
         states.warm(request.text, document_key(request))  # interleaves with decodes per chunk
         return pb.WarmResponse(chars_read=min(len(request.text), states.config.warm_chars))
 
-
-@dataclass
-class RequestStats:
-    total: int = 0
-    failed: int = 0
-
-    def count(self, ok: bool) -> None:
-        self.total += 1  # ints under the GIL: exact enough for a status display
-        self.failed += 0 if ok else 1
+    def Feedback(
+        self, request: pb.FeedbackRequest, context: grpc.ServicerContext
+    ) -> pb.FeedbackResponse:
+        if request.event not in FEEDBACK_EVENTS:
+            raise InvalidRequest("event must be SHOWN, ACCEPTED, PARTIALLY_ACCEPTED or DISMISSED")
+        self.feedback.add(request.client, FEEDBACK_EVENTS[request.event], request.count or 1)
+        return pb.FeedbackResponse()
 
 
 def model_info(model: ServedModel) -> pb.ModelInfo:
@@ -144,10 +155,12 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
         self,
         slot: ModelSlot,
         runner: TrainingRunner,
-        stats: RequestStats,
+        stats: RequestMetrics,
         watcher: RepoWatcher,
+        feedback: FeedbackCounts,
     ) -> None:
         self.slot = slot
+        self.feedback = feedback
         self.runner = runner
         self.stats = stats
         self.watcher = watcher
@@ -172,6 +185,10 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
             watching=self.watcher.config.enabled,
             file_events=self.watcher.events_seen,
             versions=self.slot.store.versions(),
+            feedback=[
+                pb.ClientFeedback(client=client, **counts)
+                for client, counts in self.feedback.snapshot().items()
+            ],
         )
 
     def Retrain(

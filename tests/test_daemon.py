@@ -273,3 +273,28 @@ def test_a_deadline_already_passed_is_reported_and_serving_goes_on(running_daemo
             )
         assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert client.complete(NEW_HANDLER).candidates
+
+
+def test_feedback_is_counted_per_client_and_kept_across_restarts(running_daemon: Daemon) -> None:
+    with client_for(running_daemon) as client:
+        client.feedback("vscode", "shown", 4)
+        client.feedback("vscode", "accepted")
+        client.feedback("vscode", "partially_accepted")
+        client.feedback("zsh", "dismissed", 2)
+        for bad in [
+            pb.FeedbackRequest(client="", event=pb.FeedbackRequest.SHOWN),
+            pb.FeedbackRequest(client="x" * 33, event=pb.FeedbackRequest.SHOWN),
+            pb.FeedbackRequest(client="nvim"),  # no event
+            pb.FeedbackRequest(client="nvim", event=pb.FeedbackRequest.SHOWN, count=-3),
+        ]:
+            with pytest.raises(grpc.RpcError) as err:
+                client.completion.Feedback(bad, timeout=10)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        status = client.status()
+    counts = {
+        f.client: (f.shown, f.accepted, f.partially_accepted, f.dismissed) for f in status.feedback
+    }
+    assert counts == {"vscode": (4, 1, 1, 0), "zsh": (0, 0, 0, 2)}
+    running_daemon.close()
+    saved = (running_daemon.slot.store.root / "feedback.json").read_text()
+    assert '"dismissed": 2' in saved and "return" not in saved

@@ -24,37 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ompletiond/v1/completion.proto\x12\x0e\x63ompletiond.v1\"\x9f\x01\n\x0f\x43ompleteRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x0e\n\x06suffix\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x04 \x01(\t\x12\t\n\x01n\x18\x05 \x01(\x05\x12\x11\n\tmax_chars\x18\x06 \x01(\x05\x12\x13\n\x0btemperature\x18\x07 \x01(\x02\x12\x16\n\x0emin_confidence\x18\x08 \x01(\x02\">\n\x0bWarmRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"\"\n\x0cWarmResponse\x12\x12\n\nchars_read\x18\x01 \x01(\x03\"-\n\tCandidate\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\"X\n\x10\x43ompleteResponse\x12-\n\ncandidates\x18\x01 \x03(\x0b\x32\x19.completiond.v1.Candidate\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\"\n\x0fRollbackRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x0f\n\rStatusRequest\"\xe1\x01\n\tModelInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x14\n\x0c\x63reated_unix\x18\x02 \x01(\x01\x12\x0f\n\x07val_bpc\x18\x03 \x01(\x01\x12\x12\n\nparameters\x18\x04 \x01(\x03\x12\x12\n\nvocab_size\x18\x05 \x01(\x05\x12\x13\n\x0btrain_files\x18\x06 \x01(\x05\x12\x11\n\tval_files\x18\x07 \x01(\x05\x12\x13\n\x0btrain_chars\x18\x08 \x01(\x03\x12\x0e\n\x06\x63ommit\x18\t \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\n \x01(\t\x12\x12\n\nbundle_dir\x18\x0b \x01(\t\"\xe8\x02\n\x0eStatusResponse\x12\x0c\n\x04repo\x18\x01 \x01(\t\x12\r\n\x05store\x18\x02 \x01(\t\x12(\n\x05model\x18\x03 \x01(\x0b\x32\x19.completiond.v1.ModelInfo\x12\x16\n\x0etraining_state\x18\x04 \x01(\t\x12\x1c\n\x14last_training_result\x18\x05 \x01(\t\x12\x16\n\x0erequests_total\x18\x06 \x01(\x03\x12\x17\n\x0frequests_failed\x18\x07 \x01(\x03\x12\x16\n\x0euptime_seconds\x18\x08 \x01(\x01\x12\x16\n\x0elisten_address\x18\t \x01(\t\x12\x16\n\x0e\x64\x61\x65mon_version\x18\n \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x0b \x01(\t\x12\x0b\n\x03pid\x18\x0c \x01(\x05\x12\x10\n\x08watching\x18\r \x01(\x08\x12\x13\n\x0b\x66ile_events\x18\x0e \x01(\x03\x12\x10\n\x08versions\x18\x0f \x03(\t\"/\n\x0eRetrainRequest\x12\x0f\n\x07minutes\x18\x01 \x01(\x02\x12\x0c\n\x04\x66ull\x18\x02 \x01(\x08\"\x81\x01\n\x10TrainingProgress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x10\n\x08\x66raction\x18\x02 \x01(\x02\x12\x13\n\x0b\x65ta_seconds\x18\x03 \x01(\x02\x12\x0f\n\x07val_bpc\x18\x04 \x01(\x02\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t2\xa5\x01\n\x11\x43ompletionService\x12M\n\x08\x43omplete\x12\x1f.completiond.v1.CompleteRequest\x1a .completiond.v1.CompleteResponse\x12\x41\n\x04Warm\x12\x1b.completiond.v1.WarmRequest\x1a\x1c.completiond.v1.WarmResponse2\xee\x01\n\x0cModelService\x12G\n\x06Status\x12\x1d.completiond.v1.StatusRequest\x1a\x1e.completiond.v1.StatusResponse\x12M\n\x07Retrain\x12\x1e.completiond.v1.RetrainRequest\x1a .completiond.v1.TrainingProgress0\x01\x12\x46\n\x08Rollback\x12\x1f.completiond.v1.RollbackRequest\x1a\x19.completiond.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ompletiond/v1/completion.proto\x12\x0e\x63ompletiond.v1\"\xc6\x01\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x0e\n\x06\x63lient\x18\x01 \x01(\t\x12\x34\n\x05\x65vent\x18\x02 \x01(\x0e\x32%.completiond.v1.FeedbackRequest.Event\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\"^\n\x05\x45vent\x12\x15\n\x11\x45VENT_UNSPECIFIED\x10\x00\x12\t\n\x05SHOWN\x10\x01\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x02\x12\x16\n\x12PARTIALLY_ACCEPTED\x10\x03\x12\r\n\tDISMISSED\x10\x04\"\x12\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\"p\n\x0e\x43lientFeedback\x12\x0e\n\x06\x63lient\x18\x01 \x01(\t\x12\r\n\x05shown\x18\x02 \x01(\x03\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x03\x12\x1a\n\x12partially_accepted\x18\x04 \x01(\x03\x12\x11\n\tdismissed\x18\x05 \x01(\x03\"\x9f\x01\n\x0f\x43ompleteRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x0e\n\x06suffix\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x04 \x01(\t\x12\t\n\x01n\x18\x05 \x01(\x05\x12\x11\n\tmax_chars\x18\x06 \x01(\x05\x12\x13\n\x0btemperature\x18\x07 \x01(\x02\x12\x16\n\x0emin_confidence\x18\x08 \x01(\x02\">\n\x0bWarmRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"\"\n\x0cWarmResponse\x12\x12\n\nchars_read\x18\x01 \x01(\x03\"-\n\tCandidate\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\"X\n\x10\x43ompleteResponse\x12-\n\ncandidates\x18\x01 \x03(\x0b\x32\x19.completiond.v1.Candidate\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\"\n\x0fRollbackRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x0f\n\rStatusRequest\"\xe1\x01\n\tModelInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x14\n\x0c\x63reated_unix\x18\x02 \x01(\x01\x12\x0f\n\x07val_bpc\x18\x03 \x01(\x01\x12\x12\n\nparameters\x18\x04 \x01(\x03\x12\x12\n\nvocab_size\x18\x05 \x01(\x05\x12\x13\n\x0btrain_files\x18\x06 \x01(\x05\x12\x11\n\tval_files\x18\x07 \x01(\x05\x12\x13\n\x0btrain_chars\x18\x08 \x01(\x03\x12\x0e\n\x06\x63ommit\x18\t \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\n \x01(\t\x12\x12\n\nbundle_dir\x18\x0b \x01(\t\"\x9a\x03\n\x0eStatusResponse\x12\x0c\n\x04repo\x18\x01 \x01(\t\x12\r\n\x05store\x18\x02 \x01(\t\x12(\n\x05model\x18\x03 \x01(\x0b\x32\x19.completiond.v1.ModelInfo\x12\x16\n\x0etraining_state\x18\x04 \x01(\t\x12\x1c\n\x14last_training_result\x18\x05 \x01(\t\x12\x16\n\x0erequests_total\x18\x06 \x01(\x03\x12\x17\n\x0frequests_failed\x18\x07 \x01(\x03\x12\x16\n\x0euptime_seconds\x18\x08 \x01(\x01\x12\x16\n\x0elisten_address\x18\t \x01(\t\x12\x16\n\x0e\x64\x61\x65mon_version\x18\n \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x0b \x01(\t\x12\x0b\n\x03pid\x18\x0c \x01(\x05\x12\x10\n\x08watching\x18\r \x01(\x08\x12\x13\n\x0b\x66ile_events\x18\x0e \x01(\x03\x12\x10\n\x08versions\x18\x0f \x03(\t\x12\x30\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x10 \x03(\x0b\x32\x1e.completiond.v1.ClientFeedback\"/\n\x0eRetrainRequest\x12\x0f\n\x07minutes\x18\x01 \x01(\x02\x12\x0c\n\x04\x66ull\x18\x02 \x01(\x08\"\x81\x01\n\x10TrainingProgress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x10\n\x08\x66raction\x18\x02 \x01(\x02\x12\x13\n\x0b\x65ta_seconds\x18\x03 \x01(\x02\x12\x0f\n\x07val_bpc\x18\x04 \x01(\x02\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t2\xf4\x01\n\x11\x43ompletionService\x12M\n\x08\x43omplete\x12\x1f.completiond.v1.CompleteRequest\x1a .completiond.v1.CompleteResponse\x12\x41\n\x04Warm\x12\x1b.completiond.v1.WarmRequest\x1a\x1c.completiond.v1.WarmResponse\x12M\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1f.completiond.v1.FeedbackRequest\x1a .completiond.v1.FeedbackResponse2\xee\x01\n\x0cModelService\x12G\n\x06Status\x12\x1d.completiond.v1.StatusRequest\x1a\x1e.completiond.v1.StatusResponse\x12M\n\x07Retrain\x12\x1e.completiond.v1.RetrainRequest\x1a .completiond.v1.TrainingProgress0\x01\x12\x46\n\x08Rollback\x12\x1f.completiond.v1.RollbackRequest\x1a\x19.completiond.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'completiond.v1.completion_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COMPLETEREQUEST']._serialized_start=52
-  _globals['_COMPLETEREQUEST']._serialized_end=211
-  _globals['_WARMREQUEST']._serialized_start=213
-  _globals['_WARMREQUEST']._serialized_end=275
-  _globals['_WARMRESPONSE']._serialized_start=277
-  _globals['_WARMRESPONSE']._serialized_end=311
-  _globals['_CANDIDATE']._serialized_start=313
-  _globals['_CANDIDATE']._serialized_end=358
-  _globals['_COMPLETERESPONSE']._serialized_start=360
-  _globals['_COMPLETERESPONSE']._serialized_end=448
-  _globals['_ROLLBACKREQUEST']._serialized_start=450
-  _globals['_ROLLBACKREQUEST']._serialized_end=484
-  _globals['_STATUSREQUEST']._serialized_start=486
-  _globals['_STATUSREQUEST']._serialized_end=501
-  _globals['_MODELINFO']._serialized_start=504
-  _globals['_MODELINFO']._serialized_end=729
-  _globals['_STATUSRESPONSE']._serialized_start=732
-  _globals['_STATUSRESPONSE']._serialized_end=1092
-  _globals['_RETRAINREQUEST']._serialized_start=1094
-  _globals['_RETRAINREQUEST']._serialized_end=1141
-  _globals['_TRAININGPROGRESS']._serialized_start=1144
-  _globals['_TRAININGPROGRESS']._serialized_end=1273
-  _globals['_COMPLETIONSERVICE']._serialized_start=1276
-  _globals['_COMPLETIONSERVICE']._serialized_end=1441
-  _globals['_MODELSERVICE']._serialized_start=1444
-  _globals['_MODELSERVICE']._serialized_end=1682
+  _globals['_FEEDBACKREQUEST']._serialized_start=52
+  _globals['_FEEDBACKREQUEST']._serialized_end=250
+  _globals['_FEEDBACKREQUEST_EVENT']._serialized_start=156
+  _globals['_FEEDBACKREQUEST_EVENT']._serialized_end=250
+  _globals['_FEEDBACKRESPONSE']._serialized_start=252
+  _globals['_FEEDBACKRESPONSE']._serialized_end=270
+  _globals['_CLIENTFEEDBACK']._serialized_start=272
+  _globals['_CLIENTFEEDBACK']._serialized_end=384
+  _globals['_COMPLETEREQUEST']._serialized_start=387
+  _globals['_COMPLETEREQUEST']._serialized_end=546
+  _globals['_WARMREQUEST']._serialized_start=548
+  _globals['_WARMREQUEST']._serialized_end=610
+  _globals['_WARMRESPONSE']._serialized_start=612
+  _globals['_WARMRESPONSE']._serialized_end=646
+  _globals['_CANDIDATE']._serialized_start=648
+  _globals['_CANDIDATE']._serialized_end=693
+  _globals['_COMPLETERESPONSE']._serialized_start=695
+  _globals['_COMPLETERESPONSE']._serialized_end=783
+  _globals['_ROLLBACKREQUEST']._serialized_start=785
+  _globals['_ROLLBACKREQUEST']._serialized_end=819
+  _globals['_STATUSREQUEST']._serialized_start=821
+  _globals['_STATUSREQUEST']._serialized_end=836
+  _globals['_MODELINFO']._serialized_start=839
+  _globals['_MODELINFO']._serialized_end=1064
+  _globals['_STATUSRESPONSE']._serialized_start=1067
+  _globals['_STATUSRESPONSE']._serialized_end=1477
+  _globals['_RETRAINREQUEST']._serialized_start=1479
+  _globals['_RETRAINREQUEST']._serialized_end=1526
+  _globals['_TRAININGPROGRESS']._serialized_start=1529
+  _globals['_TRAININGPROGRESS']._serialized_end=1658
+  _globals['_COMPLETIONSERVICE']._serialized_start=1661
+  _globals['_COMPLETIONSERVICE']._serialized_end=1905
+  _globals['_MODELSERVICE']._serialized_start=1908
+  _globals['_MODELSERVICE']._serialized_end=2146
 # @@protoc_insertion_point(module_scope)

@@ -1,10 +1,51 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class FeedbackRequest(_message.Message):
+    __slots__ = ("client", "event", "count")
+    class Event(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        EVENT_UNSPECIFIED: _ClassVar[FeedbackRequest.Event]
+        SHOWN: _ClassVar[FeedbackRequest.Event]
+        ACCEPTED: _ClassVar[FeedbackRequest.Event]
+        PARTIALLY_ACCEPTED: _ClassVar[FeedbackRequest.Event]
+        DISMISSED: _ClassVar[FeedbackRequest.Event]
+    EVENT_UNSPECIFIED: FeedbackRequest.Event
+    SHOWN: FeedbackRequest.Event
+    ACCEPTED: FeedbackRequest.Event
+    PARTIALLY_ACCEPTED: FeedbackRequest.Event
+    DISMISSED: FeedbackRequest.Event
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    event: FeedbackRequest.Event
+    count: int
+    def __init__(self, client: _Optional[str] = ..., event: _Optional[_Union[FeedbackRequest.Event, str]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class FeedbackResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ClientFeedback(_message.Message):
+    __slots__ = ("client", "shown", "accepted", "partially_accepted", "dismissed")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SHOWN_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    PARTIALLY_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    DISMISSED_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    shown: int
+    accepted: int
+    partially_accepted: int
+    dismissed: int
+    def __init__(self, client: _Optional[str] = ..., shown: _Optional[int] = ..., accepted: _Optional[int] = ..., partially_accepted: _Optional[int] = ..., dismissed: _Optional[int] = ...) -> None: ...
 
 class CompleteRequest(_message.Message):
     __slots__ = ("prefix", "suffix", "path", "document_id", "n", "max_chars", "temperature", "min_confidence")
@@ -95,7 +136,7 @@ class ModelInfo(_message.Message):
     def __init__(self, version: _Optional[str] = ..., created_unix: _Optional[float] = ..., val_bpc: _Optional[float] = ..., parameters: _Optional[int] = ..., vocab_size: _Optional[int] = ..., train_files: _Optional[int] = ..., val_files: _Optional[int] = ..., train_chars: _Optional[int] = ..., commit: _Optional[str] = ..., config_json: _Optional[str] = ..., bundle_dir: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("repo", "store", "model", "training_state", "last_training_result", "requests_total", "requests_failed", "uptime_seconds", "listen_address", "daemon_version", "execution_provider", "pid", "watching", "file_events", "versions")
+    __slots__ = ("repo", "store", "model", "training_state", "last_training_result", "requests_total", "requests_failed", "uptime_seconds", "listen_address", "daemon_version", "execution_provider", "pid", "watching", "file_events", "versions", "feedback")
     REPO_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +152,7 @@ class StatusResponse(_message.Message):
     WATCHING_FIELD_NUMBER: _ClassVar[int]
     FILE_EVENTS_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_FIELD_NUMBER: _ClassVar[int]
     repo: str
     store: str
     model: ModelInfo
@@ -126,7 +168,8 @@ class StatusResponse(_message.Message):
     watching: bool
     file_events: int
     versions: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, repo: _Optional[str] = ..., store: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., training_state: _Optional[str] = ..., last_training_result: _Optional[str] = ..., requests_total: _Optional[int] = ..., requests_failed: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., listen_address: _Optional[str] = ..., daemon_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., pid: _Optional[int] = ..., watching: _Optional[bool] = ..., file_events: _Optional[int] = ..., versions: _Optional[_Iterable[str]] = ...) -> None: ...
+    feedback: _containers.RepeatedCompositeFieldContainer[ClientFeedback]
+    def __init__(self, repo: _Optional[str] = ..., store: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., training_state: _Optional[str] = ..., last_training_result: _Optional[str] = ..., requests_total: _Optional[int] = ..., requests_failed: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., listen_address: _Optional[str] = ..., daemon_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., pid: _Optional[int] = ..., watching: _Optional[bool] = ..., file_events: _Optional[int] = ..., versions: _Optional[_Iterable[str]] = ..., feedback: _Optional[_Iterable[_Union[ClientFeedback, _Mapping]]] = ...) -> None: ...
 
 class RetrainRequest(_message.Message):
     __slots__ = ("minutes", "full")

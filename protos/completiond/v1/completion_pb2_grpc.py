@@ -45,6 +45,11 @@ class CompletionServiceStub:
                 request_serializer=completiond_dot_v1_dot_completion__pb2.WarmRequest.SerializeToString,
                 response_deserializer=completiond_dot_v1_dot_completion__pb2.WarmResponse.FromString,
                 _registered_method=True)
+        self.Feedback = channel.unary_unary(
+                '/completiond.v1.CompletionService/Feedback',
+                request_serializer=completiond_dot_v1_dot_completion__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=completiond_dot_v1_dot_completion__pb2.FeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class CompletionServiceServicer:
@@ -67,6 +72,14 @@ class CompletionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Feedback(self, request, context):
+        """What became of suggestions: counted locally for `status` (acceptance rates per client),
+        never sent anywhere.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CompletionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +92,11 @@ def add_CompletionServiceServicer_to_server(servicer, server):
                     servicer.Warm,
                     request_deserializer=completiond_dot_v1_dot_completion__pb2.WarmRequest.FromString,
                     response_serializer=completiond_dot_v1_dot_completion__pb2.WarmResponse.SerializeToString,
+            ),
+            'Feedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=completiond_dot_v1_dot_completion__pb2.FeedbackRequest.FromString,
+                    response_serializer=completiond_dot_v1_dot_completion__pb2.FeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,6 +154,33 @@ class CompletionService:
             '/completiond.v1.CompletionService/Warm',
             completiond_dot_v1_dot_completion__pb2.WarmRequest.SerializeToString,
             completiond_dot_v1_dot_completion__pb2.WarmResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/completiond.v1.CompletionService/Feedback',
+            completiond_dot_v1_dot_completion__pb2.FeedbackRequest.SerializeToString,
+            completiond_dot_v1_dot_completion__pb2.FeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,446 @@
+"""`completiond lsp`: a stdio language server that brings the daemon's completions to any editor.
+
+The bridge keeps the editor's open documents (pygls applies incremental changes), warms the
+daemon with them off the request path, and answers `textDocument/inlineCompletion` (ghost text)
+and `textDocument/completion` (for editors without inline completion) from `Complete`. A newer
+request for a document answers the older one empty at once and cancels its gRPC call; without a
+daemon or a model every answer is empty and the editor is told once through `window/logMessage`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import grpc
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+from pygls.workspace import TextDocument
+
+from completiond import __version__
+from completiond.errors import DaemonUnreachable
+from completiond.training.locations import repo_root
+from completiond.v1 import completion_pb2 as pb
+
+from .client import Client, daemon_address
+
+CANDIDATES = 3  # asked per request: inline completion cycles through them, completion lists them
+COMPLETE_TIMEOUT_S = 5.0  # a completion later than this is no longer wanted
+WARM_TIMEOUT_S = 30.0  # reading a long document cold can take a while; nobody waits on it
+WARM_DEBOUNCE_S = 0.5  # after the last change: one Warm per pause in typing, not per keystroke
+
+_PAIRS = {")": "(", "]": "[", "}": "{"}
+_QUOTES = "\"'`"
+_AUTO_CLOSED = ")]}\"'` \t"  # what editors auto-insert after the cursor (and blanks)
+_LINE_BREAK = re.compile(r"[\r\n]")  # LSP's line breaks: \n, \r\n and \r
+
+
+# --- Post-processing: pure, golden-tested (tests/golden/postprocess/) ---------------------------
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """Accepting a candidate replaces `text[start:end]` with `insert` (offsets in code points,
+    all on the cursor's line); `word_start` is where the identifier being typed starts, for
+    completion items whose edit must cover what the editor filters on."""
+
+    start: int
+    end: int
+    word_start: int
+    insert: str
+    line: str  # the cursor's line once accepted, without its line break
+
+
+def _balance(line: str) -> tuple[str, str]:
+    """Brackets and quote left open on a line (innermost last) and closers that match nothing:
+    equal for two versions of a line when they nest the same way."""
+    open_: list[str] = []
+    stray: list[str] = []
+    escaped = False
+    for ch in line:
+        if open_ and open_[-1] in _QUOTES:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == open_[-1]:
+                open_.pop()
+        elif ch in _QUOTES or ch in "([{":
+            open_.append(ch)
+        elif ch in _PAIRS:
+            if open_ and open_[-1] == _PAIRS[ch]:
+                open_.pop()
+            else:
+                stray.append(ch)
+    return "".join(open_), "".join(stray)
+
+
+def plan_edit(text: str, cursor: int, candidate: str) -> Suggestion | None:
+    """The edit that accepting the daemon's `candidate` at offset `cursor` of `text` makes, or
+    None when it would change nothing or split a word.
+
+    The daemon strips a candidate's end that repeats the text after the cursor, but a candidate
+    can also close an auto-inserted bracket or quote in its middle (`foo(x║)` + `, y) + 1`). The
+    edit absorbs the shortest run of auto-inserted closers after the cursor that keeps the line
+    nested as it was, then the rest of the line too when that is blank or what the candidate
+    ends with. Text before the cursor is never touched, so indentation stays as it is."""
+    candidate = _LINE_BREAK.split(candidate, maxsplit=1)[0].rstrip()
+    line_start = max(text.rfind("\n", 0, cursor), text.rfind("\r", 0, cursor)) + 1
+    breaks = _LINE_BREAK.search(text, cursor)
+    line_end = breaks.start() if breaks else len(text)
+    before, after = text[line_start:cursor], text[cursor:line_end]
+    if not candidate or re.match(r"\w", after):
+        return None
+    nesting = _balance(before + after)
+    closers = len(after) - len(after.lstrip(_AUTO_CLOSED))
+    take = next(
+        (m for m in range(closers + 1) if _balance(before + candidate + after[m:]) == nesting), 0
+    )
+    rest = after[take:].strip()
+    if (not rest or candidate.endswith(rest)) and _balance(before + candidate) == nesting:
+        take = len(after)
+    line = before + candidate + after[take:]
+    if line == before + after:
+        return None
+    word_len = len(before) - len(re.sub(r"\w+$", "", before))
+    return Suggestion(cursor, cursor + take, cursor - word_len, candidate, line)
+
+
+# --- The bridge -----------------------------------------------------------------------------------
+
+
+@dataclass
+class BridgeConfig:
+    address: str
+    root: Path  # paths sent to the daemon are relative to it
+    max_chars: int = 80
+    min_confidence: float = 0.0
+
+
+@dataclass
+class _Pending:
+    """A completion waiting on the daemon, so that a newer one can answer it empty."""
+
+    call: grpc.Future
+    waiter: asyncio.Future[None]
+    superseded: bool = False
+
+    def abandon(self) -> None:
+        self.superseded = True
+        self.call.cancel()
+        if not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+@dataclass
+class _DaemonLink:
+    """The gRPC client, made on first use (the daemon may start after the editor)."""
+
+    address: str
+    client: Client | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self) -> Client:
+        with self.lock:
+            if self.client is None:
+                self.client = Client(self.address, timeout_s=WARM_TIMEOUT_S)
+            return self.client
+
+    def close(self) -> None:
+        with self.lock:
+            if self.client is not None:
+                self.client.close()
+
+
+class CompletionBridge(LanguageServer):
+    """pygls server whose handlers call the daemon; every daemon failure is an empty answer."""
+
+    def __init__(self, config: BridgeConfig) -> None:
+        super().__init__("completiond", __version__)
+        self.config = config
+        self.shutdown_requested = False
+        self._daemon = _DaemonLink(config.address)
+        self._down = False  # a failure was logged; the next one is not, until a success
+        # Per (method, document): inline and list completions of one keystroke both go ahead.
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._warm_timers: dict[str, asyncio.TimerHandle] = {}
+        self._warmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="completiond-warm")
+        # Partials: pygls tags each handler with attributes, which bound methods cannot take.
+        self.feature(types.TEXT_DOCUMENT_DID_OPEN)(partial(self.did_open))
+        self.feature(types.TEXT_DOCUMENT_DID_CHANGE)(partial(self.did_change))
+        self.feature(types.TEXT_DOCUMENT_DID_CLOSE)(partial(self.did_close))
+        self.feature(types.SHUTDOWN)(partial(self.on_shutdown))
+        self.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(
+            partial(self.inline_completion)
+        )
+        self.feature(
+            types.TEXT_DOCUMENT_COMPLETION,
+            types.CompletionOptions(trigger_characters=[".", "(", "["]),
+        )(partial(self.completion))
+
+    def close(self) -> None:
+        self._warmer.shutdown(wait=False, cancel_futures=True)
+        self._daemon.close()
+
+    # Documents: pygls keeps their text; the daemon gets it to read ahead of the first request.
+
+    def did_open(self, params: types.DidOpenTextDocumentParams) -> None:
+        self._warm(params.text_document.uri)
+
+    def did_change(self, params: types.DidChangeTextDocumentParams) -> None:
+        uri = params.text_document.uri
+        if (timer := self._warm_timers.pop(uri, None)) is not None:
+            timer.cancel()
+        self._warm_timers[uri] = asyncio.get_running_loop().call_later(
+            WARM_DEBOUNCE_S, self._warm, uri
+        )
+
+    def did_close(self, params: types.DidCloseTextDocumentParams) -> None:
+        uri = params.text_document.uri
+        if (timer := self._warm_timers.pop(uri, None)) is not None:
+            timer.cancel()
+        for key in [key for key in self._pending if key[1] == uri]:
+            self._pending.pop(key).abandon()
+
+    def on_shutdown(self, params: None) -> None:
+        self.shutdown_requested = True
+        for timer in self._warm_timers.values():
+            timer.cancel()
+        for pending in self._pending.values():
+            pending.abandon()
+
+    def _warm(self, uri: str) -> None:
+        self._warm_timers.pop(uri, None)
+        if uri in self.workspace.text_documents:
+            text = self.workspace.get_text_document(uri).source
+            loop = asyncio.get_running_loop()
+            self._warmer.submit(self._warm_now, loop, uri, text, self._path(uri))
+
+    def _warm_now(self, loop: asyncio.AbstractEventLoop, uri: str, text: str, path: str) -> None:
+        """On the warm thread: the outcome is reported on the event loop, like any other."""
+        try:
+            self._daemon.get().warm(text, document_id=uri, path=path)
+        except (DaemonUnreachable, grpc.RpcError) as error:
+            _call_soon(loop, self._failed, error)
+        else:
+            _call_soon(loop, self._succeeded)
+
+    def _path(self, uri: str) -> str:
+        """The document's path relative to the repository (absolute outside it; "" unsaved)."""
+        fs_path = to_fs_path(uri)
+        if fs_path is None:
+            return ""
+        path = Path(fs_path)
+        root = self.config.root
+        return str(path.relative_to(root)) if path.is_relative_to(root) else fs_path
+
+    # Failures: empty answers, logged once until the daemon answers again.
+
+    def _failed(self, error: Exception) -> None:
+        if isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.CANCELLED:
+            return
+        if not self._down:
+            self._down = True
+            detail = error.details() if isinstance(error, grpc.RpcError) else str(error)
+            self.window_log_message(
+                types.LogMessageParams(
+                    type=types.MessageType.Warning,
+                    message=f"completiond: no completions ({detail})",
+                )
+            )
+
+    def _succeeded(self) -> None:
+        self._down = False
+
+    # Requests.
+
+    async def _candidates(
+        self, method: str, document: TextDocument, cursor: int
+    ) -> list[pb.Candidate]:
+        """The daemon's candidates at `cursor`; [] when superseded, failed or cancelled."""
+        loop = asyncio.get_running_loop()
+        uri = document.uri
+        key = (method, uri)
+        if (older := self._pending.pop(key, None)) is not None:
+            older.abandon()
+        try:
+            client = self._daemon.get()
+        except DaemonUnreachable as error:
+            self._failed(error)
+            return []
+        text = document.source
+        request = pb.CompleteRequest(
+            prefix=text[:cursor],
+            suffix=text[cursor:],
+            path=self._path(uri),
+            document_id=uri,
+            n=CANDIDATES,
+            max_chars=self.config.max_chars,
+            min_confidence=self.config.min_confidence,
+        )
+        waiter: asyncio.Future[None] = loop.create_future()
+        call = client.completion.Complete.future(
+            request, timeout=COMPLETE_TIMEOUT_S, metadata=client.metadata
+        )
+        pending = self._pending[key] = _Pending(call, waiter)
+        call.add_done_callback(lambda _: _call_soon(loop, _settle, waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:  # $/cancelRequest, or shutdown
+            call.cancel()
+            raise
+        finally:
+            if self._pending.get(key) is pending:
+                del self._pending[key]
+        if pending.superseded:
+            return []
+        try:
+            response = call.result()
+        except grpc.RpcError as error:
+            self._failed(error)
+            return []
+        self._succeeded()
+        return list(response.candidates)
+
+    async def _suggestions(
+        self, method: str, uri: str, position: types.Position
+    ) -> tuple[TextDocument, list[tuple[Suggestion, float]]]:
+        document = self.workspace.get_text_document(uri)
+        cursor = document.offset_at_position(position)
+        found = []
+        for candidate in await self._candidates(method, document, cursor):
+            suggestion = plan_edit(document.source, cursor, candidate.text)
+            if suggestion is not None:
+                found.append((suggestion, candidate.confidence))
+        return document, found
+
+    async def inline_completion(
+        self, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList:
+        document, found = await self._suggestions(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION, params.text_document.uri, params.position
+        )
+        return types.InlineCompletionList(
+            items=[
+                types.InlineCompletionItem(
+                    insert_text=s.insert,
+                    range=_range(document, params.position, s.start, s.start, s.end),
+                )
+                for s, _ in found
+            ]
+        )
+
+    async def completion(self, params: types.CompletionParams) -> types.CompletionList:
+        document, found = await self._suggestions(
+            types.TEXT_DOCUMENT_COMPLETION, params.text_document.uri, params.position
+        )
+        items = []
+        for rank, (s, confidence) in enumerate(found):
+            new_text = document.source[s.word_start : s.start] + s.insert
+            items.append(
+                types.CompletionItem(
+                    label=s.line.strip(),
+                    kind=types.CompletionItemKind.Text,
+                    detail=f"completiond {confidence:.0%}",
+                    sort_text=f"{rank:04d}",
+                    filter_text=new_text,
+                    insert_text_format=types.InsertTextFormat.PlainText,
+                    text_edit=types.TextEdit(
+                        range=_range(document, params.position, s.start, s.word_start, s.end),
+                        new_text=new_text,
+                    ),
+                )
+            )
+        # Incomplete: the editor asks again as the user types, so the line follows the typing.
+        return types.CompletionList(is_incomplete=True, items=items)
+
+
+def _call_soon(
+    loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: object
+) -> None:
+    """Run `callback` on the event loop from another thread (gRPC's, the warm thread)."""
+    with contextlib.suppress(RuntimeError):  # the loop is closed: the server is exiting
+        loop.call_soon_threadsafe(callback, *args)
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _range(
+    document: TextDocument, position: types.Position, cursor: int, start: int, end: int
+) -> types.Range:
+    """Offsets on the cursor's line as an LSP range in the client's units (UTF-16 by default)."""
+    units = document.position_codec.client_num_units
+    text = document.source
+    return types.Range(
+        start=types.Position(position.line, position.character - units(text[start:cursor])),
+        end=types.Position(position.line, position.character + units(text[cursor:end])),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="completiond lsp",
+        description="Language server on stdio: the repository daemon's completions in any editor.",
+    )
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        default=Path("."),
+        help="the repository (any directory inside it; default: the current directory)",
+    )
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--socket", type=Path, help="Unix socket of the daemon (default: derived from the repo)"
+    )
+    group.add_argument("--listen", metavar="HOST:PORT", help="the daemon's loopback TCP address")
+    parser.add_argument(
+        "--max-chars", type=int, default=80, help="longest completion (default: 80, max 400)"
+    )
+    parser.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        help="leave out candidates less likely than this (0..1, default: 0)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve LSP on stdin/stdout until the editor exits: 0 after a shutdown request, else 1."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 1 <= args.max_chars <= 400:
+        parser.error("--max-chars must be between 1 and 400")
+    if not 0 <= args.min_confidence <= 1:
+        parser.error("--min-confidence must be between 0 and 1")
+    root = repo_root(args.repo)
+    server = CompletionBridge(
+        BridgeConfig(
+            address=daemon_address(root, args.socket, args.listen),
+            root=root,
+            max_chars=args.max_chars,
+            min_confidence=args.min_confidence,
+        )
+    )
+    try:
+        server.start_io()
+    finally:
+        server.close()
+    return 0 if server.shutdown_requested else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
