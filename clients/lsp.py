@@ -48,6 +48,10 @@ _LINE_BREAK = re.compile(r"[\r\n]")  # LSP's line breaks: \n, \r\n and \r
 # --- Post-processing: pure, golden-tested (tests/golden/postprocess/) ---------------------------
 
 
+ACCEPTED_COMMAND = "completiond.accepted"  # run by the editor when an item is accepted
+ACCEPTED = types.Command(title="completiond: suggestion accepted", command=ACCEPTED_COMMAND)
+
+
 @dataclass(frozen=True)
 class Suggestion:
     """Accepting a candidate replaces `text[start:end]` with `insert` (offsets in code points,
@@ -171,6 +175,7 @@ class CompletionBridge(LanguageServer):
         self.shutdown_requested = False
         self._daemon = _DaemonLink(config.address)
         self._down = False  # a failure was logged; the next one is not, until a success
+        self.client_name = "lsp"  # the editor, from `initialize`, for feedback counts
         # Per (method, document): inline and list completions of one keystroke both go ahead.
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._warm_timers: dict[str, asyncio.TimerHandle] = {}
@@ -180,6 +185,8 @@ class CompletionBridge(LanguageServer):
         self.feature(types.TEXT_DOCUMENT_DID_CHANGE)(partial(self.did_change))
         self.feature(types.TEXT_DOCUMENT_DID_CLOSE)(partial(self.did_close))
         self.feature(types.SHUTDOWN)(partial(self.on_shutdown))
+        self.feature(types.INITIALIZE)(partial(self.on_initialize))
+        self.command(ACCEPTED_COMMAND)(partial(self.on_accepted))
         self.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(
             partial(self.inline_completion)
         )
@@ -191,6 +198,23 @@ class CompletionBridge(LanguageServer):
     def close(self) -> None:
         self._warmer.shutdown(wait=False, cancel_futures=True)
         self._daemon.close()
+
+    def on_initialize(self, params: types.InitializeParams) -> None:
+        name = params.client_info.name if params.client_info else ""
+        self.client_name = "-".join(name.lower().split())[:32] or "lsp"
+
+    # Feedback: every answer with items counts as one suggestion shown; an accepted item runs
+    # ACCEPTED_COMMAND. Reported to the daemon off the request path; losing one is harmless.
+
+    def on_accepted(self, *_arguments: object) -> None:
+        self._report("accepted")
+
+    def _report(self, event: str) -> None:
+        self._warmer.submit(self._report_now, event)
+
+    def _report_now(self, event: str) -> None:
+        with contextlib.suppress(DaemonUnreachable, grpc.RpcError):
+            self._daemon.get().feedback(self.client_name, event)
 
     # Documents: pygls keeps their text; the daemon gets it to read ahead of the first request.
 
@@ -330,11 +354,14 @@ class CompletionBridge(LanguageServer):
         document, found = await self._suggestions(
             types.TEXT_DOCUMENT_INLINE_COMPLETION, params.text_document.uri, params.position
         )
+        if found:
+            self._report("shown")
         return types.InlineCompletionList(
             items=[
                 types.InlineCompletionItem(
                     insert_text=s.insert,
                     range=_range(document, params.position, s.start, s.start, s.end),
+                    command=ACCEPTED,
                 )
                 for s, _ in found
             ]
@@ -359,8 +386,11 @@ class CompletionBridge(LanguageServer):
                         range=_range(document, params.position, s.start, s.word_start, s.end),
                         new_text=new_text,
                     ),
+                    command=ACCEPTED,
                 )
             )
+        if items:
+            self._report("shown")
         # Incomplete: the editor asks again as the user types, so the line follows the typing.
         return types.CompletionList(is_incomplete=True, items=items)
 

@@ -152,7 +152,12 @@ class LspSession:
         capabilities = {"textDocument": {"inlineCompletion": {}, "completion": {}}}
         result = self.call(
             "initialize",
-            {"processId": os.getpid(), "rootUri": root.as_uri(), "capabilities": capabilities},
+            {
+                "processId": os.getpid(),
+                "rootUri": root.as_uri(),
+                "capabilities": capabilities,
+                "clientInfo": {"name": "Test Editor"},
+            },
         )
         self.notify("initialized", {})
         return result["capabilities"]
@@ -268,6 +273,16 @@ def test_a_session_with_a_real_daemon(
         items[0]["insertText"],
     )
     assert accepted == "    return respond(value)"
+
+    # Accepting runs the item's command; the daemon counts it for the editor that said so.
+    assert items[0]["command"]["command"] == "completiond.accepted"
+    lsp.call("workspace/executeCommand", {"command": "completiond.accepted", "arguments": []})
+    deadline = time.monotonic() + WAIT_S
+    while running_daemon.feedback.snapshot().get("test-editor", {}).get("accepted", 0) < 1:
+        assert time.monotonic() < deadline, running_daemon.feedback.snapshot()
+        time.sleep(0.05)
+    counts = running_daemon.feedback.snapshot()["test-editor"]
+    assert counts["accepted"] == 1 and counts["shown"] >= 2
 
     lsp.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
     assert lsp.stop() == 0

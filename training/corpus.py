@@ -14,6 +14,9 @@ from pathlib import Path
 from completiond.errors import CorpusError
 
 from .files import FileSelectionConfig, select_files, split_files
+from .secrets import mask_secrets
+
+MASKED = "masked_secrets"  # key in `read_files`' counts: secret values masked, not files skipped
 
 
 @dataclass
@@ -64,16 +67,21 @@ def _head_commit(root: Path) -> str:
 def read_files(
     root: Path, selection: FileSelectionConfig | None = None
 ) -> tuple[dict[str, str], dict[str, int]]:
-    """The trainable files' normalised texts by path, and the skipped files' counts by reason."""
+    """The trainable files' normalised texts by path, secrets masked (so no model can learn
+    them), and the skipped files' counts by reason plus, under MASKED, the secrets masked."""
     chosen = select_files(root, selection or FileSelectionConfig())
     skipped = dict(chosen.skipped)
     texts: dict[str, str] = {}
+    masked = 0
     for rel in chosen.files:
         text = _read(root, rel)
         if text is None:
             skipped["unreadable"] = skipped.get("unreadable", 0) + 1
         else:
-            texts[rel] = text
+            texts[rel], n = mask_secrets(text)
+            masked += n
+    if masked:
+        skipped[MASKED] = masked
     return texts, skipped
 
 
@@ -93,7 +101,10 @@ def build_corpus(
     """Select, read and split; CorpusError when nothing trainable is left."""
     texts, skipped = read_files(root, selection)
     if sum(len(t) for t in texts.values()) < 2:
-        reasons = ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())) or "none found"
+        reasons = (
+            ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()) if why != MASKED)
+            or "none found"
+        )
         raise CorpusError(f"no trainable source files in {root} (skipped: {reasons})")
     train_files, val_files = split_files(sorted(texts), val_fraction)
     train_text = "".join(texts[f] for f in train_files)
