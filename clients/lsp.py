@@ -340,6 +340,8 @@ class CompletionBridge(LanguageServer):
         self, method: str, uri: str, position: types.Position
     ) -> tuple[TextDocument, list[tuple[Suggestion, float]]]:
         document = self.workspace.get_text_document(uri)
+        if uri not in self.workspace.text_documents:
+            return document, []  # never opened: pygls would read the disk; nothing to complete
         cursor = document.offset_at_position(position)
         found = []
         for candidate in await self._candidates(method, document, cursor):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -28,6 +29,8 @@ from .trainer import TrainerConfig, TrainingRunner
 from .watcher import RepoWatcher, WatchConfig
 
 log = logging.getLogger(__name__)
+
+FIRST_MODEL_THREADS = max(1, (os.cpu_count() or 2) - 1)
 
 
 @dataclass
@@ -111,11 +114,13 @@ class Daemon:
             print(f"completiond: metrics on http://127.0.0.1:{port}/metrics", file=out, flush=True)
 
     def train_first_model(self, out: TextIO) -> None:
-        """A quick model with the whole machine (nothing is served yet), showing progress; then
+        """A quick model with most of the machine (nothing is served yet), showing progress; then
         the full budget continues from it in the background."""
         print("completiond: no model yet; training a quick first one", file=out, flush=True)
         bar = ProgressBar(out)
-        job = self.runner.start(self.config.first_train_minutes, threads=0)
+        # All cores but one: torch's threads collapse (10x slower steps) when another process
+        # holds a core, and a user's machine is rarely idle.
+        job = self.runner.start(self.config.first_train_minutes, threads=FIRST_MODEL_THREADS)
         for progress in job.follow():
             if self._stop.is_set():
                 return

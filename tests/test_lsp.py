@@ -363,3 +363,14 @@ def test_a_newer_request_or_a_cancel_stops_the_older_call(
         assert lsp.response(request)["error"]["code"] == -32800  # RequestCancelled
         assert daemon.ended.get(timeout=WAIT_S) == prefix
     assert lsp.stop() == 0
+
+
+def test_a_request_for_a_document_never_opened_is_answered_empty(
+    running_daemon: Daemon, tmp_path: Path, start_lsp: Callable[..., LspSession]
+) -> None:
+    lsp = start_lsp("--socket", str(running_daemon.server.config.socket_path))
+    lsp.initialize(tmp_path)
+    uri = (tmp_path / "not_yet_saved.py").as_uri()  # no didOpen, no file on disk
+    assert lsp.call("textDocument/inlineCompletion", inline_params(uri, 0, 0))["items"] == []
+    assert lsp.stop() == 0
+    assert "Traceback" not in lsp.log()
