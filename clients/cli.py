@@ -178,6 +178,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_address(p)
     p.set_defaults(run=cmd_rollback)
 
+    p = sub.add_parser("eval", help="measure completion quality on the repository's held-out files")
+    p.add_argument("--queries", type=int, default=500, help="held-out lines asked (default: 500)")
+    p.add_argument(
+        "--mode",
+        choices=("typed", "random"),
+        help="cursor after the indentation + --typed-chars, or anywhere in the line "
+        "(default: both)",
+    )
+    p.add_argument(
+        "--typed-chars", type=int, default=10, help="characters typed in `typed` mode (default: 10)"
+    )
+    p.add_argument(
+        "--min-confidence", type=float, default=0.0, help="below this counts as no answer"
+    )
+    p.add_argument(
+        "--replay-lines",
+        type=int,
+        default=60,
+        help="lines replayed keystroke by keystroke for keystrokes saved (default: 60; 0: off)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="which lines are sampled (default: 0)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--report", type=Path, metavar="DIR", help="write report.md, report.json and PNG plots"
+    )
+    _add_repo(p)
+    _add_store(p)
+    p.set_defaults(run=cmd_eval)
+
     p = sub.add_parser(
         "lsp",
         help="language server on stdio, for any LSP editor (see `completiond lsp --help`)",
@@ -402,6 +431,23 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         with client:
             version = client.rollback(args.version).version
     print(f"serving model {version}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from completiond.daemon.evaluate import EvalConfig, run_eval
+
+    repo = repo_root(args.repo)
+    config = EvalConfig(
+        queries=args.queries,
+        modes=(args.mode,) if args.mode else EvalConfig.modes,
+        seed=args.seed,
+        typed_chars=args.typed_chars,
+        min_confidence=args.min_confidence,
+        replay_lines=args.replay_lines,
+    )
+    report = run_eval(repo, args.store or default_store_dir(repo), config, args.report)
+    print(json.dumps(report.summary(), indent=2) if args.json else report.to_markdown())
     return 0
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from completiond.training.bundle import ModelStore
+
 from .conftest import TINY_MODEL, make_repo
 
 CLI = [sys.executable, "-m", "completiond.clients.cli"]
@@ -178,6 +180,24 @@ def test_train_in_the_foreground_then_serve_answers_at_once(tmp_path: Path) -> N
 
 
 def test_every_command_has_accurate_help(tmp_path: Path) -> None:
-    for command in ["serve", "train", "complete", "status", "retrain", "rollback"]:
+    for command in ["serve", "train", "complete", "status", "retrain", "rollback", "eval"]:
         result = run_cli(command, "--help", cwd=tmp_path)
         assert result.returncode == 0 and f"usage: completiond {command}" in result.stdout
+
+
+def test_eval_reports_quality_of_the_stored_model(
+    fixture_repo: Path, trained_store: ModelStore, tmp_path: Path
+) -> None:
+    result = run_cli(
+        "eval", "--repo", str(fixture_repo), "--store", str(trained_store.root),
+        "--queries", "12", "--replay-lines", "3", "--json", "--report", str(tmp_path / "r"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert "typed" in json.dumps(summary) and "exact_match" in json.dumps(summary)
+    assert (tmp_path / "r" / "report.md").read_text().strip()
+    missing = run_cli(
+        "eval", "--repo", str(fixture_repo), "--store", str(tmp_path / "none"), cwd=tmp_path
+    )
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr

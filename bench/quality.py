@@ -1,0 +1,236 @@
+"""Completion quality of the product against two baselines, on code this project did not write.
+
+Corpora (each copied into a scratch directory and split by file exactly as `completiond train`
+does; the held-out files are what every system is measured on):
+
+- `python`: packages of the Python standard library on this machine (as bench/bpc.py);
+- `c`: C headers installed under /usr/include (CPython's, libxml2's, ...: real C on disk);
+- `js` (not by default; needs the npm registry): JavaScript sources of a few well-known npm
+  packages, fetched with `npm pack` at run time into the scratch directory.
+
+Systems, each trained under the same wall-clock budget on the training files:
+
+- `product`: the default model (ModelConfig(), TrainConfig()) served as the daemon serves it;
+- `lstm-128`: the "classic toy", a 1x128 character LSTM over 60-character windows, greedy;
+- `ngram`: a token 4-gram model with interpolated Kneser-Ney smoothing and a cache of the
+  current file (bench/baselines.py).
+
+Every system is measured by `completiond.daemon.evaluate.evaluate` (exact match, edit
+similarity, answer rate, keystrokes saved, latency), cursor after the indentation + 10 typed
+characters and at a random point of the line. One Markdown table is printed; `--report DIR`
+writes the product's full report (Markdown, JSON, plots) per corpus.
+
+    .venv/bin/python bench/quality.py                          # 5 minutes per model (~30 min)
+    .venv/bin/python bench/quality.py --minutes 0.3 --queries 60   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from baselines import NgramCompleter, train_toy_lstm  # bench/ is on the path when this runs
+from bpc import PACKAGES, stdlib_corpus
+
+from completiond.daemon.evaluate import EvalConfig, EvalReport, evaluate, read_texts
+from completiond.daemon.model_slot import ModelSlot
+from completiond.training.bundle import ModelStore
+from completiond.training.corpus import Corpus, build_corpus
+from completiond.training.model import ModelConfig
+from completiond.training.run import train_repository
+from completiond.training.train import TrainConfig
+
+INCLUDE = Path("/usr/include")
+# Tried in order until C_TARGET_BYTES are copied: library headers with real code (inline
+# functions, macros, structs), not only prototypes.
+C_DIRS = ("python3*", "libxml2", "freetype2", "openssl", "tcl", "X11")
+C_TARGET_BYTES = 1_500_000
+NPM_PACKAGES = ("lodash@4.17.21", "express@4.21.2", "moment@2.30.1")
+
+
+def c_corpus(dest: Path) -> Path:
+    """C headers and sources from /usr/include, about C_TARGET_BYTES of them."""
+    copied = 0
+    for pattern in C_DIRS:
+        for source in sorted(INCLUDE.glob(pattern)):
+            if copied >= C_TARGET_BYTES or not source.is_dir():
+                continue
+            for path in sorted(source.rglob("*")):
+                if path.suffix in (".h", ".c") and path.is_file() and not path.is_symlink():
+                    target = dest / path.relative_to(INCLUDE)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, target)
+                    copied += path.stat().st_size
+    if not copied:
+        raise SystemExit(f"no C headers found under {INCLUDE} ({', '.join(C_DIRS)})")
+    return dest
+
+
+def js_corpus(dest: Path, packages: tuple[str, ...] = NPM_PACKAGES) -> Path:
+    """The .js files of npm packages, fetched with `npm pack` (nothing is committed)."""
+    packs = dest.parent / "npm-packs"
+    packs.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run(
+            ["npm", "pack", "--silent", *packages],
+            cwd=packs,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SystemExit(f"npm pack {' '.join(packages)} failed: {exc}") from exc
+    for archive in sorted(packs.glob("*.tgz")):
+        with tarfile.open(archive) as tar:
+            members = [
+                m
+                for m in tar.getmembers()
+                if m.isfile() and m.name.endswith(".js") and not m.name.endswith(".min.js")
+            ]
+            target = dest / archive.stem
+            tar.extractall(target, members=members, filter="data")
+    return dest
+
+
+CORPORA: dict[str, tuple[str, Callable[[Path], Path]]] = {
+    "python": (f"stdlib {', '.join(PACKAGES)}", lambda d: stdlib_corpus(d, PACKAGES)),
+    "c": (f"{INCLUDE} ({', '.join(C_DIRS)}, ~{C_TARGET_BYTES / 1e6:g} MB)", c_corpus),
+    "js": (f"npm {', '.join(NPM_PACKAGES)}", js_corpus),
+}
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None or x != x else f"{100 * x:.1f}%"
+
+
+def row(corpus: str, system: str, report: EvalReport) -> list[str]:
+    keys = report.keystrokes.saved if report.keystrokes and report.keystrokes.lines else None
+    return [
+        f"| {corpus} | {mode} | {system} | {_pct(r.exact_match)} | {_pct(r.edit_similarity)} | "
+        f"{_pct(r.answer_rate)} | {_pct(keys)} | {r.latency_p50_ms:.1f} |"
+        for mode, r in report.modes.items()
+    ]
+
+
+def run_corpus(
+    name: str, repo: Path, scratch: Path, args: argparse.Namespace
+) -> tuple[list[str], list[str]]:
+    """(table rows, notes) for one corpus."""
+    corpus: Corpus = build_corpus(repo)
+    where = CORPORA[name][0]
+    if name == "c":  # the directories actually copied
+        where = f"{INCLUDE}: {', '.join(sorted(p.name for p in repo.iterdir()))}"
+    notes = [
+        f"{name}: {where}: {len(corpus.train_files)} training files "
+        f"({len(corpus.train_text):,} chars), {len(corpus.val_files)} held-out files "
+        f"({len(corpus.val_text):,} chars)"
+    ]
+    print(notes[0], file=sys.stderr, flush=True)
+    config = EvalConfig(queries=args.queries, replay_lines=args.replay_lines, seed=args.seed)
+    systems: list[tuple[str, Callable, str]] = []
+
+    start = time.monotonic()
+    store = ModelStore(scratch / f"{name}-product")
+    bundle = train_repository(repo, store, ModelConfig(), TrainConfig(minutes=args.minutes)).bundle
+    product = ModelSlot(store).load_current()
+    systems.append(
+        (
+            "product",
+            product.decoder.complete,
+            f"product 1x{bundle.meta['model']['hidden_size']}, beam 4: "
+            f"{bundle.meta['val_bpc']:.3f} bits/char, {time.monotonic() - start:.0f} s",
+        )
+    )
+
+    start = time.monotonic()
+    toy = train_toy_lstm(repo, scratch / f"{name}-toy", args.minutes)
+    systems.append(
+        (
+            "lstm-128",
+            toy.decoder.complete,
+            f"lstm-128 (1x128, 60-char windows, greedy): {toy.bundle.meta['val_bpc']:.3f} "
+            f"bits/char, {time.monotonic() - start:.0f} s",
+        )
+    )
+
+    start = time.monotonic()
+    ngram = NgramCompleter.fit(read_texts(repo, corpus.train_files).values())
+    systems.append(
+        (
+            "ngram",
+            ngram.complete,
+            f"ngram (token {ngram.config.order}-gram, Kneser-Ney + file cache "
+            f"{ngram.config.cache_weight:g}, beam {ngram.config.beam_width}): "
+            f"{len(ngram.vocab):,} token types, fitted in {time.monotonic() - start:.1f} s",
+        )
+    )
+
+    rows: list[str] = []
+    for system, complete, note in systems:
+        start = time.monotonic()
+        report = evaluate(complete, repo, corpus.val_files, config, system=f"{system} on {name}")
+        notes.append(f"  {note}; evaluated in {time.monotonic() - start:.0f} s")
+        print(notes[-1], file=sys.stderr, flush=True)
+        rows += row(name, system, report)
+        if system == "product" and args.report:
+            path = report.write(args.report / name)
+            notes.append(f"  product report: {path}")
+    return rows, notes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=5.0, help="training budget per model")
+    parser.add_argument("--queries", type=int, default=500, help="held-out lines per corpus")
+    parser.add_argument("--replay-lines", type=int, default=60, help="lines replayed per system")
+    parser.add_argument("--corpora", default="python,c", help="comma-separated: python,c,js")
+    parser.add_argument("--report", type=Path, help="write the product's report here per corpus")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    args = parser.parse_args()
+    names = [n.strip() for n in args.corpora.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CORPORA]
+    if unknown or not names:
+        parser.error(
+            f"--corpora: unknown {', '.join(unknown) or 'none'} (from {', '.join(CORPORA)})"
+        )
+
+    scratch = Path(tempfile.mkdtemp(prefix="completiond-quality-"))
+    rows: list[str] = []
+    notes: list[str] = []
+    try:
+        for name in names:
+            repo = CORPORA[name][1](scratch / name)
+            r, n = run_corpus(name, repo, scratch, args)
+            rows += r
+            notes += n
+    finally:
+        if args.keep:
+            print(f"scratch kept: {scratch}", file=sys.stderr)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    print(
+        f"Completion quality on held-out files: {args.minutes:g} min of training per model, "
+        f"{args.queries} lines per corpus (seed {args.seed}); cursor `typed` = indentation + 10 "
+        "characters, `random` = uniform in the line; best candidate only. Keystrokes saved: "
+        f"{args.replay_lines} lines replayed from their indentation (one number per system, the "
+        "same in both rows). p50: one request reading the prefix cold, in-process.\n"
+    )
+    print("\n".join(notes) + "\n")
+    print(
+        "| corpus | mode | system | exact match | edit similarity | answer rate | "
+        "keystrokes saved | p50 ms |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
