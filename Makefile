@@ -45,10 +45,13 @@ protos-check: install
 	diff -r -x __init__.py -x '*.proto' -x __pycache__ $$tmp/completiond/v1 $(PROTO_OUT) \
 		&& echo "generated code is up to date" && rm -rf $$tmp
 
-## bench: bits/char after 1, 2, 5 minutes, then latency and throughput (slow; prints tables).
+## bench: every benchmark (about 45 minutes; each prints Markdown tables).
 bench: install
 	$(BIN)/python bench/bpc.py
 	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/load.py
+	$(BIN)/python bench/retrain.py
+	$(BIN)/python bench/quality.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
