@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         "in minutes (default: 5)",
     )
     p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="device of the training runs (default: auto, the GPU when PyTorch sees one)",
+    )
+    p.add_argument(
         "--no-watch", action="store_true", help="do not retrain when the repository changes"
     )
     p.add_argument(
@@ -131,7 +137,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_repo(p)
     _add_store(p)
     _add_model(p, 5.0, "training budget, in minutes")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch threads (default: all cores but one)"
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="train on the CPU or a CUDA GPU (default: auto, the GPU when PyTorch sees one)",
+    )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="training processes on this machine (torch.distributed DDP; default: 1)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--full", action="store_true", help="train from scratch instead of fine-tuning")
     p.set_defaults(run=cmd_train)
@@ -240,7 +260,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             token=read_token(args.token_file) if args.token_file else None,
             metrics_port=args.metrics_port,
         ),
-        trainer=TrainerConfig(minutes=args.retrain_minutes, model=_model_overrides(args)),
+        trainer=TrainerConfig(
+            minutes=args.retrain_minutes,
+            model=_model_overrides(args),
+            train={"device": args.device},
+        ),
         watch=WatchConfig(
             enabled=not args.no_watch,
             quiet_s=args.watch_quiet,
@@ -251,19 +275,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _train_foreground(repo: Path, store: Path | None, minutes: float, **train: Any) -> int:
+    from completiond.training.distributed import train_distributed
     from completiond.training.model import ModelConfig
-    from completiond.training.run import train_repository
     from completiond.training.train import TrainConfig
 
     model = train.pop("model", {})
+    nproc = train.pop("nproc", 1)
     bar = ProgressBar(sys.stderr)
     store_dir = store or default_store_dir(repo)
-    result = train_repository(
+    result = train_distributed(
         repo,
-        ModelStore(store_dir),
+        store_dir,
         ModelConfig(**model),
         TrainConfig(minutes=minutes, **train),
-        on_progress=bar.update,
+        nproc,
+        bar.update,
     )
     meta = result.bundle.meta
     print(
@@ -284,6 +310,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         seed=args.seed,
         warm_start=not args.full,
+        device=args.device,
+        nproc=args.nproc,
     )
 
 

@@ -7,6 +7,9 @@ Retraining starts from the current model when it can (same architecture, its alp
 covers the corpus): a short fine-tune then beats a full run. The new model is promoted (made
 current) only if it scores at least as well as the current one on the same held-out files;
 otherwise it is kept aside and the reason reported.
+
+The run is three steps, `prepare` -> `train` -> `publish`, so that a distributed run
+(distributed.py) can do the first and the last on rank 0 only.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,10 +34,19 @@ from .files import FileSelectionConfig
 from .model import CharLSTM, ModelConfig
 from .progress import Progress
 from .tokenizer import CharTokenizer
-from .train import ProgressFn, TrainConfig, train
+from .train import (
+    ProgressFn,
+    StreamedText,
+    TrainConfig,
+    TrainData,
+    TrainResult,
+    resolve_device,
+    train,
+)
 
 EXPORT_RESERVE_S = 10.0  # budget kept back for export, parity check and scoring
 MIN_COVERAGE = 0.999  # a warm start needs the old alphabet to cover this much of the corpus
+TRAIN_SPAN = (0.02, 0.95)  # the part of the progress bar the training loop fills
 
 
 @dataclass(frozen=True)
@@ -43,11 +56,43 @@ class RunResult:
     reason: str
 
 
+@dataclass
+class Prepared:
+    """Everything a run decides before training: corpus, alphabet, architecture, start."""
+
+    corpus: Corpus
+    summary: dict[str, object]  # corpus.summary(), taken before a large train_text is dropped
+    previous: Bundle | None
+    tokenizer: CharTokenizer
+    config: ModelConfig
+    weights: dict[str, torch.Tensor] | None  # the previous model's, when fine-tuning it
+    how: str
+    val_ids: np.ndarray
+    streamed: bool = False  # the training loop reads the files in pieces (large corpora)
+
+    def model(self) -> CharLSTM:
+        model = CharLSTM(self.config)
+        if self.weights is not None:
+            model.load_state_dict(self.weights)
+        return model
+
+
 def _previous(store: ModelStore) -> Bundle | None:
     try:
         return store.current()
     except BundleError:
         return None
+
+
+def _coverage(tokenizer: CharTokenizer, text: str, piece: int = 1 << 20) -> float:
+    """tokenizer.covers(text), encoding a piece at a time (bounded memory on large corpora)."""
+    if len(text) <= piece:
+        return tokenizer.covers(text)
+    known = sum(
+        int(np.count_nonzero(tokenizer.encode(text[i : i + piece])))
+        for i in range(0, len(text), piece)
+    )
+    return known / len(text)
 
 
 def _warm_start(
@@ -61,11 +106,83 @@ def _warm_start(
     old = ModelConfig(**previous.meta["model"])
     if asdict(old) != {**asdict(wanted), "vocab_size": old.vocab_size}:
         return None  # another architecture was asked for
-    if previous.tokenizer.covers(corpus.train_text) < MIN_COVERAGE:
+    if _coverage(previous.tokenizer, corpus.train_text) < MIN_COVERAGE:
         return None  # new characters: the alphabet must grow, so train from scratch
     with np.load(previous.directory / WEIGHTS_FILE, allow_pickle=False) as arrays:
         weights = {name: torch.from_numpy(arrays[name]) for name in arrays.files}
     return previous.tokenizer, old, weights
+
+
+def streams_from_files(corpus: Corpus, train_config: TrainConfig) -> bool:
+    """Whether the training text is too large to encode whole and can be re-read from its
+    files (not when a single file was split by lines for validation)."""
+    return bool(corpus.val_files) and len(corpus.train_text) > train_config.stream_above_chars
+
+
+def prepare(
+    repo: Path,
+    store: ModelStore,
+    model_config: ModelConfig | None,
+    train_config: TrainConfig,
+    selection: FileSelectionConfig | None,
+    on_progress: ProgressFn,
+) -> Prepared:
+    """Read the corpus, choose between fine-tuning and training from scratch."""
+    budget_s = train_config.minutes * 60
+    on_progress(Progress("corpus", 0.0, budget_s, message=f"reading {repo}"))
+    corpus = build_corpus(repo, selection)
+    previous = _previous(store)
+    wanted = model_config or ModelConfig()
+    warm = _warm_start(previous, wanted, corpus, train_config)
+    torch.manual_seed(train_config.seed)
+    if warm is not None:
+        tokenizer, config, weights = warm
+        how = f"fine-tuning model {previous.version if previous else ''}"
+    else:
+        tokenizer = CharTokenizer.fit([corpus.train_text])
+        config = ModelConfig(**{**asdict(wanted), "vocab_size": tokenizer.vocab_size})
+        weights = None
+        how = "training from scratch"
+    val_ids = tokenizer.encode(corpus.val_text[: train_config.max_val_chars])
+    return Prepared(corpus, corpus.summary(), previous, tokenizer, config, weights, how, val_ids)
+
+
+def report_start(
+    prepared: Prepared, model: CharLSTM, budget_s: float, on_progress: ProgressFn
+) -> None:
+    corpus = prepared.corpus
+    on_progress(
+        Progress(
+            "corpus",
+            0.02,
+            budget_s,
+            message=(
+                f"{len(corpus.train_files)} training files "
+                f"({prepared.summary['train_chars']:,} chars), "
+                f"{len(corpus.val_files)} validation files; {model.parameter_count():,} "
+                f"parameters; {prepared.how}"
+            ),
+        )
+    )
+
+
+def training_data(repo: Path, prepared: Prepared, train_config: TrainConfig) -> TrainData:
+    """The whole training text encoded, or, above `stream_above_chars`, a StreamedText over
+    the training files (and the corpus's copy of the text is let go)."""
+    corpus = prepared.corpus
+    if not streams_from_files(corpus, train_config):
+        return prepared.tokenizer.encode(corpus.train_text)
+    chars = len(corpus.train_text)
+    corpus.train_text = ""  # read again from the files, a piece at a time
+    prepared.streamed = True
+    return StreamedText(
+        repo, corpus.train_files, prepared.tokenizer, chars, train_config.stream_piece_chars
+    )
+
+
+def deadline_for(train_config: TrainConfig, start: float) -> float:
+    budget_s = train_config.minutes * 60
+    return start + max(1.0, budget_s - min(EXPORT_RESERVE_S, 0.1 * budget_s))
 
 
 def train_repository(
@@ -78,60 +195,45 @@ def train_repository(
 ) -> RunResult:
     """Train on `repo`, publish the bundle to `store`, promote it if it is not worse."""
     train_config = train_config or TrainConfig()
-    start = time.monotonic()
-    budget_s = train_config.minutes * 60
-    deadline = start + max(1.0, budget_s - min(EXPORT_RESERVE_S, 0.1 * budget_s))
+    resolve_device(train_config.device)  # a missing GPU fails before the corpus is read
+    deadline = deadline_for(train_config, time.monotonic())
+    prepared = prepare(repo, store, model_config, train_config, selection, on_progress)
+    model = prepared.model()
+    report_start(prepared, model, train_config.minutes * 60, on_progress)
+    data = training_data(repo, prepared, train_config)
+    result = train(model, data, prepared.val_ids, train_config, deadline, on_progress, TRAIN_SPAN)
+    return publish(repo, store, prepared, train_config, result, on_progress)
 
-    on_progress(Progress("corpus", 0.0, budget_s, message=f"reading {repo}"))
-    corpus = build_corpus(repo, selection)
-    previous = _previous(store)
-    wanted = model_config or ModelConfig()
-    warm = _warm_start(previous, wanted, corpus, train_config)
-    torch.manual_seed(train_config.seed)
-    if warm is not None:
-        tokenizer, config, weights = warm
-        model = CharLSTM(config)
-        model.load_state_dict(weights)
-        how = f"fine-tuning model {previous.version if previous else ''}"
-    else:
-        tokenizer = CharTokenizer.fit([corpus.train_text])
-        config = ModelConfig(**{**asdict(wanted), "vocab_size": tokenizer.vocab_size})
-        model = CharLSTM(config)
-        how = "training from scratch"
-    on_progress(
-        Progress(
-            "corpus",
-            0.02,
-            budget_s,
-            message=(
-                f"{len(corpus.train_files)} training files ({len(corpus.train_text):,} chars), "
-                f"{len(corpus.val_files)} validation files; {model.parameter_count():,} "
-                f"parameters; {how}"
-            ),
-        )
-    )
-    val_ids = tokenizer.encode(corpus.val_text[: train_config.max_val_chars])
-    result = train(
-        model,
-        tokenizer.encode(corpus.train_text),
-        val_ids,
-        train_config,
-        deadline,
-        on_progress,
-        progress_span=(0.02, 0.95),
-    )
 
+def publish(
+    repo: Path,
+    store: ModelStore,
+    prepared: Prepared,
+    train_config: TrainConfig,
+    result: TrainResult,
+    on_progress: ProgressFn,
+    extra_meta: dict[str, Any] | None = None,
+) -> RunResult:
+    """Export the trained model (on the CPU), check it, score it against the current model and
+    publish it, made current only if it is not worse."""
+    corpus, previous, tokenizer, val_ids = (
+        prepared.corpus,
+        prepared.previous,
+        prepared.tokenizer,
+        prepared.val_ids,
+    )
+    model = result.model.to("cpu")
     on_progress(Progress("exporting", 0.95, EXPORT_RESERVE_S, result.val_bpc, "ONNX export"))
     version = new_version()
     staging = store.staging_dir(version)
     try:
-        export_onnx(result.model, staging / MODEL_FILE)
-        parity = check_parity(result.model, staging / MODEL_FILE)
+        export_onnx(model, staging / MODEL_FILE)
+        parity = check_parity(model, staging / MODEL_FILE)
         weights = quantize_if_lossless(staging / MODEL_FILE, val_ids) if train_config.int8 else {}
         (staging / TOKENIZER_FILE).write_text(tokenizer.to_json())
         np.savez(
             staging / WEIGHTS_FILE,
-            **{k: v.detach().numpy() for k, v in result.model.state_dict().items()},
+            **{k: v.detach().numpy() for k, v in model.state_dict().items()},
         )
         # Both models scored as served (onnxruntime), on the same held-out text.
         served_bpc = onnx_bits_per_char(staging / MODEL_FILE, val_ids)
@@ -148,10 +250,10 @@ def train_repository(
             "version": version,
             "created_unix": time.time(),
             "completiond_version": __version__,
-            "model": asdict(config),
+            "model": asdict(prepared.config),
             "train": asdict(train_config),
             "tokenizer": {"type": "char", "vocab_size": tokenizer.vocab_size},
-            "corpus": corpus.summary(),
+            "corpus": prepared.summary,
             "repo": str(repo.resolve()),
             "val_bpc": served_bpc,
             "train_val_bpc": result.val_bpc,
@@ -159,11 +261,21 @@ def train_repository(
             "steps": result.steps,
             "train_seconds": result.seconds,
             "chars_per_second": result.chars_seen / max(1e-9, result.seconds),
+            "device": result.device,
+            "device_name": result.device_name,
+            "precision": result.precision,
+            "world_size": result.world_size,
+            "replica_max_abs_diff": result.replica_max_abs_diff,
+            "streamed": prepared.streamed,
             "parity_max_abs_diff": parity,
             "weights": weights,
-            "warm_start_from": previous.version if warm is not None and previous else None,
+            "warm_start_from": previous.version
+            if prepared.weights is not None and previous
+            else None,
             "previous": {"version": previous.version, "val_bpc": old_bpc} if previous else None,
             "promoted": promoted,
+            "reason": reason,
+            **(extra_meta or {}),
         }
         bundle = store.publish(staging, json.loads(json.dumps(meta)), make_current=promoted)
     finally:

@@ -1,32 +1,53 @@
 """The time-budgeted training loop: truncated BPTT over the corpus, early stopping on held-out
-files, best weights kept."""
+files, best weights kept.
+
+The loop runs on the CPU or on a CUDA GPU (`TrainConfig.device`), alone or as one rank of a
+torch.distributed job (see distributed.py): with a process group initialised it wraps the model
+in DistributedDataParallel, rank 0 validates and decides, for every rank, when to stop.
+
+The training ids come whole (`np.ndarray`, small corpora: unchanged behaviour) or as a
+`StreamedText` read from the files in pieces, so that a large corpus trains in bounded memory.
+"""
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from completiond.errors import CorpusError, DeviceUnavailable
+
+from .corpus import _read
 from .model import CharLSTM
 from .progress import Progress
+from .secrets import mask_secrets
+from .tokenizer import CharTokenizer
+
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
 class TrainConfig:
     minutes: float = 5.0  # wall-clock budget of the whole run, export included
     seq_len: int = 128  # BPTT window; the state carries over between windows
-    batch_size: int = 32  # parallel streams through the corpus
+    batch_size: int = 32  # parallel streams through the corpus (per process, on a CPU)
     lr: float = 3e-3  # peak AdamW learning rate, cosine-decayed over the budget
     weight_decay: float = 0.01
     clip_norm: float = 1.0  # LSTMs on code see rare exploding gradients (long repeated runs)
-    threads: int = 0  # torch threads; 0 = all cores. Use 1 beside a busy daemon.
-    bf16: bool = True  # autocast where the CPU has native bf16 (1.7-1.9x faster, same loss)
+    # torch threads; 0 = all cores but one: 2 threads on 2 cores collapse (10x slower steps)
+    # as soon as another process is busy, which a user's machine usually is. 1 beside a daemon.
+    threads: int = 0
+    # Mixed precision: bf16 autocast where the CPU has native bf16 (1.7-1.9x faster, same loss);
+    # on a GPU bf16 where its LSTM kernels take it, else fp16 with loss scaling.
+    bf16: bool = True
     eval_interval_s: float = 20.0  # seconds of training between validations
     max_val_chars: int = 100_000  # validation cost stays bounded on large repositories
     patience: int = 6  # validations without improvement before stopping early
@@ -34,23 +55,75 @@ class TrainConfig:
     int8: bool = True  # serve int8 weights when they cost < 1% bits/char (see export.py)
     max_steps: int = 0  # 0 = train until the budget; > 0 = exactly this many steps (tests)
     seed: int = 0
+    device: str = "auto"  # "auto" (CUDA when PyTorch sees a GPU, else the CPU), "cpu", "cuda"
+    gpu_batch_size: int = 256  # streams per step (per process) on a GPU, instead of batch_size
+    # Training text longer than this is read from its files in pieces while training, instead
+    # of being encoded whole (8 bytes per character): memory stays bounded on any corpus.
+    stream_above_chars: int = 20_000_000
+    stream_piece_chars: int = 65_536  # characters read at a time per stream in that mode
 
 
 @dataclass
 class TrainResult:
-    model: CharLSTM  # with the best validation weights loaded
-    val_bpc: float
+    model: CharLSTM  # with the best validation weights loaded, on the CPU
+    val_bpc: float  # measured by rank 0 (inf on the other ranks of a distributed run)
     steps: int
-    chars_seen: int
+    chars_seen: int  # by all ranks together
     seconds: float
+    device: str = "cpu"  # "cpu" or "cuda"
+    device_name: str = ""  # the GPU's name on CUDA
+    precision: str = "fp32"  # autocast dtype: "bf16", "fp16" (with loss scaling) or "fp32"
+    world_size: int = 1  # processes that trained together
+    replica_max_abs_diff: float = 0.0  # between the ranks' final weights (DDP keeps them equal)
 
 
 ProgressFn = Callable[[Progress], None]
 
 
+def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
+    """The torch device for `TrainConfig.device`; DeviceUnavailable for "cuda" without a GPU."""
+    if choice not in DEVICES:
+        raise ValueError(f"unknown training device {choice!r}: use one of {', '.join(DEVICES)}")
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise DeviceUnavailable(
+            f"training on 'cuda' was requested but PyTorch sees no CUDA GPU (torch "
+            f"{torch.__version__}, {build}); use --device cpu or --device auto"
+        )
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise DeviceUnavailable(
+            f"process {local_rank} on this machine has no GPU of its own ({count} visible): "
+            f"train with at most {count} processes per machine on GPUs, or use --device cpu"
+        )
+    return torch.device("cuda", local_rank)
+
+
 def _bf16_supported() -> bool:
     probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
     return bool(probe and probe())
+
+
+def _cuda_amp_dtype(model: CharLSTM, device: torch.device) -> torch.dtype | None:
+    """bf16 where the GPU runs the LSTM in it, else fp16 (with loss scaling), else None (fp32).
+    Probed with one tiny forward and backward pass, since cuDNN's LSTM support varies."""
+    candidates = [torch.bfloat16] if torch.cuda.is_bf16_supported() else []
+    ids = torch.zeros(2, 3, dtype=torch.long, device=device)
+    for dtype in [*candidates, torch.float16]:
+        try:
+            h, c = (t.to(device) for t in model.initial_state(2))
+            with torch.autocast("cuda", dtype=dtype):
+                logits, _, _ = model(ids, h, c)
+            logits.float().sum().backward()
+            torch.cuda.synchronize(device)
+        except RuntimeError:
+            continue
+        finally:
+            model.zero_grad(set_to_none=True)
+        return dtype
+    return None
 
 
 def _streams(ids: np.ndarray, batch: int) -> torch.Tensor:
@@ -59,14 +132,111 @@ def _streams(ids: np.ndarray, batch: int) -> torch.Tensor:
     return torch.from_numpy(ids[: n * batch].reshape(batch, n).copy())
 
 
+# --- Streaming data path: the training files read in pieces, never encoded whole -------------
+
+
+def read_training_texts(root: Path, files: Sequence[str]) -> Iterator[str]:
+    """The files' texts as the corpus has them (normalised, secrets masked), one at a time;
+    files that vanished or became unreadable since selection are skipped."""
+    for rel in files:
+        text = _read(root, rel)
+        if text is not None:
+            yield mask_secrets(text)[0]
+
+
+@dataclass
+class StreamedText:
+    """Training text that is read from its files while training, in pieces of at most
+    `piece_chars` characters, in a new random file order on every pass. Memory is one file's
+    text plus one piece per stream, whatever the size of the corpus."""
+
+    root: Path
+    files: Sequence[str]
+    tokenizer: CharTokenizer
+    chars: int  # about how many characters a pass reads (sizes the batch on small shards)
+    piece_chars: int = 65_536
+
+    def __len__(self) -> int:
+        return self.chars
+
+    def pieces(self, rng: np.random.Generator | None = None) -> Iterator[np.ndarray]:
+        """One pass: ids as uint8 (int32 beyond 256 symbols) arrays of <= piece_chars."""
+        dtype = np.uint8 if self.tokenizer.vocab_size <= 256 else np.int32
+        order = rng.permutation(len(self.files)) if rng is not None else range(len(self.files))
+        texts = read_training_texts(self.root, [self.files[i] for i in order])
+        for text in texts:
+            for i in range(0, len(text), self.piece_chars):
+                yield self.tokenizer.encode(text[i : i + self.piece_chars]).astype(dtype)
+
+
+def stream_windows(
+    data: StreamedText, batch: int, seq_len: int, rng: np.random.Generator | None = None
+) -> Iterator[np.ndarray]:
+    """Endless int64 windows [batch, seq_len + 1] (inputs are [:, :-1], targets [:, 1:]).
+
+    Each of the `batch` streams reads its own pieces one after the other, as one contiguous
+    text, and takes the next piece of the pass when it runs dry: the same as cutting the whole
+    concatenated text into contiguous streams, without ever holding it."""
+
+    def forever() -> Iterator[np.ndarray]:
+        while True:
+            empty = True
+            for piece in data.pieces(rng):
+                if len(piece):
+                    empty = False
+                    yield piece
+            if empty:
+                raise CorpusError("the training files can no longer be read")
+
+    source = forever()
+    buffers = [np.zeros(0, np.uint8) for _ in range(batch)]
+    while True:
+        window = np.empty((batch, seq_len + 1), np.int64)
+        for b in range(batch):
+            buf = buffers[b]
+            while len(buf) < seq_len + 1:
+                buf = np.concatenate([buf, next(source)])
+            window[b] = buf[: seq_len + 1]
+            buffers[b] = buf[seq_len:]  # the last target is the next window's first input
+        yield window
+
+
+TrainData = np.ndarray | StreamedText
+Window = tuple[torch.Tensor, torch.Tensor, bool]  # inputs [B,T], targets [B,T], fresh streams
+
+
+def _array_windows(
+    ids: np.ndarray, batch: int, seq_len: int, rng: np.random.Generator
+) -> Iterator[Window]:
+    while True:
+        # A fresh random offset per pass, so windows do not always start at the same places.
+        max_offset = max(1, min(seq_len, len(ids) - 1 - batch * seq_len))
+        offset = int(rng.integers(0, max_offset))
+        x_all = _streams(ids[offset:-1], batch)  # [B,N]
+        y_all = _streams(ids[offset + 1 :], batch)
+        for t in range(0, x_all.shape[1] - seq_len + 1, seq_len):
+            yield x_all[:, t : t + seq_len], y_all[:, t : t + seq_len], t == 0
+
+
+def _streamed_windows(
+    data: StreamedText, batch: int, seq_len: int, rng: np.random.Generator
+) -> Iterator[Window]:
+    fresh = True
+    for window in stream_windows(data, batch, seq_len, rng):
+        ids = torch.from_numpy(window)
+        yield ids[:, :-1], ids[:, 1:], fresh
+        fresh = False
+
+
 @torch.no_grad()
 def evaluate_bpc(model: CharLSTM, ids: np.ndarray, chunk: int = 256) -> float:
     """Bits per character of `ids`, reading them as up to 16 contiguous streams with state."""
     model.eval()
+    device = next(model.parameters()).device
     batch = max(1, min(16, (len(ids) - 1) // chunk))
-    x_all = _streams(ids[:-1], batch)
-    y_all = _streams(ids[1:], batch)
-    h, c = model.initial_state(batch)
+    x_all = _streams(ids[:-1], batch).to(device)
+    y_all = _streams(ids[1:], batch).to(device)
+    h, c = (t.to(device) for t in model.initial_state(batch))
     total, count = 0.0, 0
     for t in range(0, x_all.shape[1], chunk):
         x, y = x_all[:, t : t + chunk], y_all[:, t : t + chunk]  # [B,T]
@@ -78,9 +248,17 @@ def evaluate_bpc(model: CharLSTM, ids: np.ndarray, chunk: int = 256) -> float:
     return total / max(1, count) / math.log(2)
 
 
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank) of the process group this process is in, or (0, 1, 0)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return 0, 1, 0
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def train(
     model: CharLSTM,
-    train_ids: np.ndarray,
+    train_ids: TrainData,
     val_ids: np.ndarray,
     config: TrainConfig,
     deadline: float,
@@ -89,16 +267,30 @@ def train(
 ) -> TrainResult:
     """Train until `deadline` (time.monotonic) or `max_steps`; return the best-validation model.
 
-    `progress_span` is the part of the whole run's progress bar this loop fills."""
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
-    use_bf16 = config.bf16 and _bf16_supported()
+    `progress_span` is the part of the whole run's progress bar this loop fills. Inside a
+    torch.distributed process group every rank calls this with its own shard of the training
+    data; rank 0's `val_ids`, clock and early stopping decide for all of them."""
+    rank, world, local_rank = _distributed()
+    device = resolve_device(config.device, local_rank)
+    torch.manual_seed(config.seed + rank)
+    rng = np.random.default_rng(config.seed + rank)
+    torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 2) - 1))
+    model.to(device)
+    on_gpu = device.type == "cuda"
+    if on_gpu:
+        amp_dtype = _cuda_amp_dtype(model, device) if config.bf16 else None
+    else:
+        amp_dtype = torch.bfloat16 if config.bf16 and _bf16_supported() else None
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 else None
     seq_len = max(1, min(config.seq_len, len(train_ids) // 2 - 1))
-    batch = max(1, min(config.batch_size, (len(train_ids) - 1) // (seq_len + 1)))
-    val_ids = val_ids[: config.max_val_chars]
+    wanted_batch = config.gpu_batch_size if on_gpu else config.batch_size
+    batch = max(1, min(wanted_batch, (len(train_ids) - 1) // (seq_len + 1)))
+    val_ids = val_ids[: config.max_val_chars] if rank == 0 else val_ids[:0]
 
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if on_gpu else None)
+    control = torch.zeros(3, dtype=torch.float64, device=device)  # [stop, fraction, chars]
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start = time.monotonic()
     budget = max(1e-3, deadline - start)
@@ -109,59 +301,100 @@ def train(
             return min(1.0, step / config.max_steps)
         return min(1.0, (time.monotonic() - start) / budget)
 
+    if isinstance(train_ids, StreamedText):
+        windows = _streamed_windows(train_ids, batch, seq_len, rng)
+    else:
+        windows = _array_windows(train_ids, batch, seq_len, rng)
+    autocast_dtype = amp_dtype or (torch.float16 if on_gpu else torch.bfloat16)
     best_bpc, best_state, bad_evals = math.inf, copy.deepcopy(model.state_dict()), 0
-    step, chars, last_eval, last_report = 0, 0, start, 0.0
+    step, chars, last_eval, last_report, shared_frac = 0, 0, start, 0.0, 0.0
+    h = c = torch.zeros(0)
     model.train()
-    while True:
-        # A fresh random offset per pass, so windows do not always start at the same places.
-        max_offset = max(1, min(seq_len, len(train_ids) - 1 - batch * seq_len))
-        offset = int(rng.integers(0, max_offset))
-        x_all = _streams(train_ids[offset:-1], batch)  # [B,N]
-        y_all = _streams(train_ids[offset + 1 :], batch)
-        h, c = model.initial_state(batch)
-        for t in range(0, x_all.shape[1] - seq_len + 1, seq_len):
-            frac = fraction_done(step)
-            lr_scale = min(1.0, (step + 1) / 50) * (
-                0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
-            )
-            for group in opt.param_groups:
-                group["lr"] = config.lr * lr_scale
-            x, y = x_all[:, t : t + seq_len], y_all[:, t : t + seq_len]  # [B,T]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-                logits, h, c = model(x, h, c)  # [B,T,V]
-            loss = nn.functional.cross_entropy(
-                logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1)
-            )
-            opt.zero_grad(set_to_none=True)
+    for x, y, fresh in windows:
+        if fresh:
+            h, c = (t.to(device) for t in model.initial_state(batch))
+        frac = shared_frac if world > 1 else fraction_done(step)
+        lr_scale = min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for group in opt.param_groups:
+            group["lr"] = config.lr * lr_scale
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)  # [B,T]
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=amp_dtype is not None):
+            logits, h, c = net(x, h, c)  # [B,T,V]
+        loss = nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1)
+        )
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+            scaler.step(opt)
+            scaler.update()
+        else:
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
             opt.step()
-            h, c = h.detach().float(), c.detach().float()  # truncate BPTT, keep the state
-            step += 1
-            chars += x.numel()
-            now = time.monotonic()
-            finished = fraction_done(step) >= 1.0
-            if finished or now - last_eval >= config.eval_interval_s:
-                bpc = evaluate_bpc(model, val_ids)
-                last_eval = time.monotonic()
-                if bpc < best_bpc - 1e-4:
-                    best_bpc, best_state, bad_evals = bpc, copy.deepcopy(model.state_dict()), 0
-                else:
-                    bad_evals += 1
-                finished = finished or bad_evals >= config.patience
-            if finished or now - last_report >= 1.0:
-                last_report = now
-                frac = fraction_done(step)
-                on_progress(
-                    Progress(
-                        "training",
-                        fraction=lo + (hi - lo) * frac,
-                        eta_s=max(0.0, deadline - now),
-                        val_bpc=0.0 if math.isinf(best_bpc) else best_bpc,
-                        message=f"step {step}, {chars / max(1e-9, now - start):,.0f} chars/s",
-                    )
+        h, c = h.detach().float(), c.detach().float()  # truncate BPTT, keep the state
+        step += 1
+        chars += x.numel()
+        now = time.monotonic()
+        finished = fraction_done(step) >= 1.0
+        if rank == 0 and (finished or now - last_eval >= config.eval_interval_s):
+            bpc = evaluate_bpc(model, val_ids)
+            last_eval = time.monotonic()
+            if bpc < best_bpc - 1e-4:
+                best_bpc, best_state, bad_evals = bpc, copy.deepcopy(model.state_dict()), 0
+            else:
+                bad_evals += 1
+            finished = finished or bad_evals >= config.patience
+        if world > 1:
+            # Rank 0's clock and validations decide (the others add zeros): every rank takes
+            # the same learning rate and stops after the same step, as each step's gradient
+            # all-reduce needs. The sum of the ranks' characters comes with it.
+            if rank == 0:
+                control[0], control[1] = float(finished), fraction_done(step)
+            control[2] = x.numel()
+            torch.distributed.all_reduce(control)
+            stop, shared_frac, step_chars = control.tolist()
+            chars += int(step_chars) - x.numel()
+            finished = stop > 0.5
+            control.zero_()
+        if rank == 0 and (finished or now - last_report >= 1.0):
+            last_report = now
+            on_progress(
+                Progress(
+                    "training",
+                    fraction=lo + (hi - lo) * fraction_done(step),
+                    eta_s=max(0.0, deadline - now),
+                    val_bpc=0.0 if math.isinf(best_bpc) else best_bpc,
+                    message=f"step {step}, {chars / max(1e-9, now - start):,.0f} chars/s"
+                    + (f" on {world} processes" if world > 1 else ""),
                 )
-            if finished:
-                model.load_state_dict(best_state)
-                model.eval()
-                return TrainResult(model, best_bpc, step, chars, time.monotonic() - start)
+            )
+        if finished:
+            break
+    seconds = time.monotonic() - start
+    replica_diff = _replica_max_abs_diff(model) if world > 1 else 0.0
+    model.load_state_dict(best_state)
+    model.to("cpu")  # export, parity and scoring run on the CPU
+    model.eval()
+    return TrainResult(
+        model,
+        best_bpc,
+        step,
+        chars,
+        seconds,
+        device=device.type,
+        device_name=torch.cuda.get_device_name(device) if on_gpu else "",
+        precision={torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[amp_dtype],
+        world_size=world,
+        replica_max_abs_diff=replica_diff,
+    )
+
+
+def _replica_max_abs_diff(model: CharLSTM) -> float:
+    """Largest difference between any rank's weights and rank 0's, seen from every rank."""
+    flat = torch.cat([p.detach().float().reshape(-1) for p in model.parameters()])
+    gathered = [torch.empty_like(flat) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(gathered, flat)
+    return max(float((g - gathered[0]).abs().max()) for g in gathered)

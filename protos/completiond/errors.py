@@ -44,6 +44,12 @@ class CorpusError(CompletiondError):
     grpc_code_name = "FAILED_PRECONDITION"
 
 
+class DeviceUnavailable(CompletiondError, ValueError):
+    """The requested training device does not exist on this machine."""
+
+    grpc_code_name = "FAILED_PRECONDITION"
+
+
 class TrainingFailed(CompletiondError):
     """A training run failed or was killed; the serving model is untouched."""
 
