@@ -69,6 +69,15 @@ def _client(args: argparse.Namespace, timeout_s: float = 10.0) -> Client:
     return Client(daemon_address(args.repo, args.socket, args.listen), timeout_s, token)
 
 
+def _add_device(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help=f"{what} (default: auto, the GPU when PyTorch sees one)",
+    )
+
+
 def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides = {"hidden_size": args.hidden_size, "num_layers": args.layers}
     return {k: v for k, v in overrides.items() if v is not None}
@@ -108,12 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="budget of background retrains (after the first model, on changes, `retrain`), "
         "in minutes (default: 5)",
     )
-    p.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default="auto",
-        help="device of the training runs (default: auto, the GPU when PyTorch sees one)",
-    )
+    _add_device(p, "device of the training runs")
     p.add_argument(
         "--no-watch", action="store_true", help="do not retrain when the repository changes"
     )
@@ -140,12 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threads", type=int, default=0, help="torch threads (default: all cores but one)"
     )
-    p.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default="auto",
-        help="train on the CPU or a CUDA GPU (default: auto, the GPU when PyTorch sees one)",
-    )
+    _add_device(p, "train on the CPU or a CUDA GPU")
     p.add_argument(
         "--nproc",
         type=int,
