@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import grpc
 
@@ -47,7 +47,12 @@ def document_key(request: pb.CompleteRequest | pb.WarmRequest) -> str:
     return request.document_id or request.path
 
 
-def validate(request: pb.CompleteRequest, limits: RequestLimits, default_max_chars: int) -> Query:
+def validate(
+    request: pb.CompleteRequest,
+    limits: RequestLimits,
+    default_max_chars: int,
+    cancelled: threading.Event | None = None,
+) -> Query:
     """The request as a Query, or InvalidRequest naming the field and its allowed range."""
     if not 0 <= request.n <= limits.max_candidates:
         raise InvalidRequest(f"n must be between 0 and {limits.max_candidates}, got {request.n}")
@@ -80,6 +85,7 @@ def validate(request: pb.CompleteRequest, limits: RequestLimits, default_max_cha
         temperature=request.temperature,
         min_confidence=request.min_confidence,
         document=document_key(request),
+        cancelled=cancelled,
     )
 
 
@@ -104,11 +110,11 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
         self, request: pb.CompleteRequest, context: grpc.ServicerContext
     ) -> pb.CompleteResponse:
         model = self.slot.get()  # one model for the whole request, even across a swap
-        query = validate(request, self.limits, model.decoder.config.default_max_chars)
         cancelled = threading.Event()
         context.add_callback(cancelled.set)  # the client cancelled, or the deadline passed
+        query = validate(request, self.limits, model.decoder.config.default_max_chars, cancelled)
         with self._decoding:
-            candidates = model.decoder.complete(replace(query, cancelled=cancelled))
+            candidates = model.decoder.complete(query)
         return pb.CompleteResponse(
             candidates=[pb.Candidate(text=c.text, confidence=c.confidence) for c in candidates],
             model_version=model.version,

@@ -69,7 +69,7 @@ class DocumentStates:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()  # guards the dict and the byte count only
-        self.hits = 0  # requests answered from a cached state (for status and benchmarks)
+        self.hits = 0  # requests answered from a cached state (read by tests)
 
     def read(self, prefix: str, document: str | None) -> tuple[np.ndarray, State]:
         """Logits [1,V] predicting the character after `prefix`, and the state there."""
