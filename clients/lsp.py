@@ -5,6 +5,8 @@ daemon with them off the request path, and answers `textDocument/inlineCompletio
 and `textDocument/completion` (for editors without inline completion) from `Complete`. A newer
 request for a document answers the older one empty at once and cancels its gRPC call; without a
 daemon or a model every answer is empty and the editor is told once through `window/logMessage`.
+Each suggestion shown is followed through the document's changes to one outcome (accepted,
+partially accepted or dismissed), reported to the daemon's feedback counts.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import contextlib
 import re
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import grpc
 from lsprotocol import types
@@ -42,6 +45,7 @@ WARM_DEBOUNCE_S = 0.5  # after the last change: one Warm per pause in typing, no
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 _QUOTES = "\"'`"
 _AUTO_CLOSED = ")]}\"'` \t"  # what editors auto-insert after the cursor (and blanks)
+_CLOSERS = ")]}\"'`"  # what editors add after the cursor when an opening bracket or quote is typed
 _LINE_BREAK = re.compile(r"[\r\n]")  # LSP's line breaks: \n, \r\n and \r
 
 
@@ -49,7 +53,6 @@ _LINE_BREAK = re.compile(r"[\r\n]")  # LSP's line breaks: \n, \r\n and \r
 
 
 ACCEPTED_COMMAND = "completiond.accepted"  # run by the editor when an item is accepted
-ACCEPTED = types.Command(title="completiond: suggestion accepted", command=ACCEPTED_COMMAND)
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,174 @@ def plan_edit(text: str, cursor: int, candidate: str) -> Suggestion | None:
     return Suggestion(cursor, cursor + take, cursor - word_len, candidate, line)
 
 
+# --- Feedback: what became of a shown suggestion; pure, unit-tested ------------------------------
+
+
+Outcome = Literal["accepted", "partially_accepted", "dismissed"]
+Event = Literal["shown", "accepted", "partially_accepted", "dismissed"]
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One answer's suggestions, shown at column `len(before)` of line `row`. Editors say what
+    they show but not what became of it, so the line is followed through the changes after it:
+    accepting suggestion i inserts `inserts[i]` at the cursor and makes the line `targets[i]`."""
+
+    row: int
+    before: str  # the line up to the cursor
+    after: str  # the line from the cursor, when shown
+    inserts: tuple[str, ...]  # best first
+    targets: tuple[str, ...]
+    line: str  # the line as last seen
+    typed: int = 0  # how much of a suggestion has been typed since, in code points
+    partial: bool = False  # 2+ characters of one came in one change: a word-wise accept
+
+    @classmethod
+    def at(cls, row: int, line: str, column: int, suggestions: Sequence[Suggestion]) -> Shown:
+        inserts = tuple(s.insert for s in suggestions)
+        targets = tuple(s.line for s in suggestions)
+        return cls(row, line[:column], line[column:], inserts, targets, line)
+
+    def follow(self, line: str) -> Shown | Outcome:
+        """After a change of the line to `line`: accepted once a suggestion is all there and no
+        longer one goes on from it, still open while the line only goes on along one, else
+        resolved (something else typed, or a deletion)."""
+        if line == self.line:
+            return self
+        whole = self._whole(line)
+        if whole and not any(i != j and j.startswith(i) for i in whole for j in self.inserts):
+            return "accepted"
+        typed = self._typed(line)
+        if typed is None or typed < self.typed:
+            return self._unfinished()
+        word = min(typed - self.typed, len(line) - len(self.line)) >= 2
+        return replace(self, line=line, typed=typed, partial=self.partial or word)
+
+    def outcome(self) -> Outcome:
+        """The outcome once it is gone (superseded, the cursor left, closed), from the line as
+        last seen: a whole suggestion that a longer one went on from was accepted after all."""
+        return "accepted" if self._whole(self.line) else self._unfinished()
+
+    def same(self, other: Shown) -> bool:
+        """Whether `other` shows what this one shows: asked again as the user types along it,
+        or in the menu as well as in ghost text, it is one suggestion and counts once."""
+        return other.row == self.row and other.targets[0] in self.targets
+
+    def _unfinished(self) -> Outcome:
+        return "partially_accepted" if self.partial else "dismissed"
+
+    def _whole(self, line: str) -> list[str]:
+        """The suggestions all there in `line`: as accepted, or typed in full with only what may
+        follow (see `_fits`) after them."""
+        return [
+            insert
+            for insert, target in zip(self.inserts, self.targets, strict=True)
+            if line == target
+            or (
+                line.startswith(self.before + insert)
+                and not self.after.startswith(insert)  # there already: the line tells nothing
+                and self._fits(insert, line[len(self.before) + len(insert) :])
+            )
+        ]
+
+    def _typed(self, line: str) -> int | None:
+        """The longest start of a suggestion that `line` has at the cursor, followed only by what
+        may follow it (see `_fits`); None when the line has left them all."""
+        if not line.startswith(self.before):
+            return None
+        text = line[len(self.before) :]
+        return max(
+            (
+                typed
+                for insert in self.inserts
+                for typed in range(_common_start(insert, text) + 1)
+                if self._fits(text[:typed], text[typed:])
+            ),
+            default=None,
+        )
+
+    def _fits(self, typed: str, rest: str) -> bool:
+        """Whether `rest` can follow `typed` when only a suggestion was typed: closers the editor
+        added for brackets and quotes opened in `typed`, then what followed the cursor when it
+        was shown, less closers and blanks typed over."""
+        opened, stray = _balance(typed)
+        closers = len(rest) - len(rest.lstrip(_CLOSERS))
+        return any(
+            _balance(typed + rest[:added]) == (opened[: len(opened) - added], stray)
+            and self.after.endswith(rest[added:])
+            and not self.after[: len(self.after) - len(rest) + added].strip(_AUTO_CLOSED)
+            for added in range(min(closers, len(opened)) + 1)
+        )
+
+
+def _common_start(a: str, b: str) -> int:
+    shorter = min(len(a), len(b))
+    return next((i for i in range(shorter) if a[i] != b[i]), shorter)
+
+
+class FeedbackTracker:
+    """Per document, the suggestion shown last and not resolved yet, so that every suggestion
+    shown gets exactly one outcome: each method returns the feedback events to report."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, Shown] = {}  # by document URI, the latest shown last
+
+    def shown(self, uri: str, shown: Shown) -> list[Event]:
+        """An answer with items: nothing new when it shows the suggestion already open, else
+        that one is superseded (its outcome) and this one is shown."""
+        older = self._open.pop(uri, None)
+        if older is not None and older.same(shown):
+            self._open[uri] = older
+            return []
+        self._open[uri] = shown
+        return [older.outcome(), "shown"] if older is not None else ["shown"]
+
+    def edited(
+        self,
+        uri: str,
+        lines: Sequence[str],
+        changes: Sequence[types.TextDocumentContentChangeEvent],
+    ) -> list[Event]:
+        """A `didChange`: `lines` are the document's lines after `changes`. A change of another
+        line, or one that breaks the line, means the cursor left it."""
+        shown = self._open.get(uri)
+        if shown is None:
+            return []
+        line = lines[shown.row].rstrip("\r\n") if shown.row < len(lines) else ""
+        followed = shown.follow(line)
+        left = any(
+            isinstance(change, types.TextDocumentContentChangePartial)
+            and (
+                change.range.start.line != shown.row
+                or change.range.end.line != shown.row
+                or _LINE_BREAK.search(change.text) is not None
+            )
+            for change in changes
+        )
+        if isinstance(followed, Shown) and not left:
+            self._open[uri] = followed
+            return []
+        del self._open[uri]
+        return [followed.outcome() if isinstance(followed, Shown) else followed]
+
+    def accepted(self, uri: str | None) -> list[Event]:
+        """The editor ran the accept command for `uri` (no document given: the latest shown);
+        nothing open there means the change that accepted it was counted already."""
+        uri = uri if uri is not None else next(reversed(self._open), None)
+        if uri is None or self._open.pop(uri, None) is None:
+            return []
+        return ["accepted"]
+
+    def closed(self, uri: str) -> list[Event]:
+        shown = self._open.pop(uri, None)
+        return [shown.outcome()] if shown is not None else []
+
+    def close_all(self) -> list[Event]:
+        outcomes: list[Event] = [shown.outcome() for shown in self._open.values()]
+        self._open.clear()
+        return outcomes
+
+
 # --- The bridge -----------------------------------------------------------------------------------
 
 
@@ -180,6 +351,8 @@ class CompletionBridge(LanguageServer):
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._warm_timers: dict[str, asyncio.TimerHandle] = {}
         self._warmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="completiond-warm")
+        self._feedback = FeedbackTracker()
+        self._reporter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="completiond-report")
         # Partials: pygls tags each handler with attributes, which bound methods cannot take.
         self.feature(types.TEXT_DOCUMENT_DID_OPEN)(partial(self.did_open))
         self.feature(types.TEXT_DOCUMENT_DID_CHANGE)(partial(self.did_change))
@@ -196,23 +369,40 @@ class CompletionBridge(LanguageServer):
         )(partial(self.completion))
 
     def close(self) -> None:
+        """Warming is no longer wanted; reports still queued go out, then the channel closes,
+        before the process exits (it joins the executors' threads)."""
         self._warmer.shutdown(wait=False, cancel_futures=True)
-        self._daemon.close()
+        self._reporter.submit(self._daemon.close)
+        self._reporter.shutdown(wait=False)
 
     def on_initialize(self, params: types.InitializeParams) -> None:
         name = params.client_info.name if params.client_info else ""
         self.client_name = "-".join(name.lower().split())[:32] or "lsp"
 
-    # Feedback: every answer with items counts as one suggestion shown; an accepted item runs
-    # ACCEPTED_COMMAND. Reported to the daemon off the request path; losing one is harmless.
+    # Feedback: a suggestion shown is followed through the changes after it (FeedbackTracker);
+    # an accepted item also runs ACCEPTED_COMMAND with its document's URI, where the editor runs
+    # item commands. Reported to the daemon off the request path, in order, on a thread of their
+    # own (never behind a slow Warm); losing one is harmless.
 
-    def on_accepted(self, *_arguments: object) -> None:
-        self._report("accepted")
+    def on_accepted(self, *arguments: object) -> None:
+        uri = arguments[0] if arguments and isinstance(arguments[0], str) else None
+        self._report(self._feedback.accepted(uri))
 
-    def _report(self, event: str) -> None:
-        self._warmer.submit(self._report_now, event)
+    def _shown(
+        self, document: TextDocument, position: types.Position, suggestions: list[Suggestion]
+    ) -> None:
+        row = position.line
+        line_start = document.offset_at_position(types.Position(row, 0))
+        lines = document.lines
+        line = lines[row].rstrip("\r\n") if row < len(lines) else ""
+        shown = Shown.at(row, line, suggestions[0].start - line_start, suggestions)
+        self._report(self._feedback.shown(document.uri, shown))
 
-    def _report_now(self, event: str) -> None:
+    def _report(self, events: list[Event]) -> None:
+        for event in events:
+            self._reporter.submit(self._report_now, event)
+
+    def _report_now(self, event: Event) -> None:
         with contextlib.suppress(DaemonUnreachable, grpc.RpcError):
             self._daemon.get().feedback(self.client_name, event)
 
@@ -228,6 +418,8 @@ class CompletionBridge(LanguageServer):
         self._warm_timers[uri] = asyncio.get_running_loop().call_later(
             WARM_DEBOUNCE_S, self._warm, uri
         )
+        lines = self.workspace.get_text_document(uri).lines
+        self._report(self._feedback.edited(uri, lines, params.content_changes))
 
     def did_close(self, params: types.DidCloseTextDocumentParams) -> None:
         uri = params.text_document.uri
@@ -235,9 +427,11 @@ class CompletionBridge(LanguageServer):
             timer.cancel()
         for key in [key for key in self._pending if key[1] == uri]:
             self._pending.pop(key).abandon()
+        self._report(self._feedback.closed(uri))
 
     def on_shutdown(self, params: None) -> None:
         self.shutdown_requested = True
+        self._report(self._feedback.close_all())
         for timer in self._warm_timers.values():
             timer.cancel()
         for pending in self._pending.values():
@@ -343,9 +537,13 @@ class CompletionBridge(LanguageServer):
         if uri not in self.workspace.text_documents:
             return document, []  # never opened: pygls would read the disk; nothing to complete
         cursor = document.offset_at_position(position)
+        text = document.source
+        candidates = await self._candidates(method, document, cursor)
+        if document.source != text:  # changed meanwhile: the editor drops the answer anyway
+            return document, []
         found = []
-        for candidate in await self._candidates(method, document, cursor):
-            suggestion = plan_edit(document.source, cursor, candidate.text)
+        for candidate in candidates:
+            suggestion = plan_edit(text, cursor, candidate.text)
             if suggestion is not None:
                 found.append((suggestion, candidate.confidence))
         return document, found
@@ -357,13 +555,14 @@ class CompletionBridge(LanguageServer):
             types.TEXT_DOCUMENT_INLINE_COMPLETION, params.text_document.uri, params.position
         )
         if found:
-            self._report("shown")
+            self._shown(document, params.position, [s for s, _ in found])
+        accepted = _accepted(document.uri)
         return types.InlineCompletionList(
             items=[
                 types.InlineCompletionItem(
                     insert_text=s.insert,
                     range=_range(document, params.position, s.start, s.start, s.end),
-                    command=ACCEPTED,
+                    command=accepted,
                 )
                 for s, _ in found
             ]
@@ -373,6 +572,7 @@ class CompletionBridge(LanguageServer):
         document, found = await self._suggestions(
             types.TEXT_DOCUMENT_COMPLETION, params.text_document.uri, params.position
         )
+        accepted = _accepted(document.uri)
         items = []
         for rank, (s, confidence) in enumerate(found):
             new_text = document.source[s.word_start : s.start] + s.insert
@@ -388,13 +588,19 @@ class CompletionBridge(LanguageServer):
                         range=_range(document, params.position, s.start, s.word_start, s.end),
                         new_text=new_text,
                     ),
-                    command=ACCEPTED,
+                    command=accepted,
                 )
             )
-        if items:
-            self._report("shown")
+        if found:
+            self._shown(document, params.position, [s for s, _ in found])
         # Incomplete: the editor asks again as the user types, so the line follows the typing.
         return types.CompletionList(is_incomplete=True, items=items)
+
+
+def _accepted(uri: str) -> types.Command:
+    return types.Command(
+        title="completiond: suggestion accepted", command=ACCEPTED_COMMAND, arguments=[uri]
+    )
 
 
 def _call_soon(

@@ -1,5 +1,6 @@
-"""The LSP bridge: its edit post-processing against golden cases, and real language-server
-sessions (a subprocess spoken to over stdio) against a real daemon and a slow fake one.
+"""The LSP bridge: its edit post-processing against golden cases, how it tells what became of a
+suggestion, and real language-server sessions (a subprocess spoken to over stdio) against a real
+daemon and a slow fake one.
 
 Golden cases, `tests/golden/postprocess/*.txt`: header lines `key: value` (the value is everything
 after ": ", leading blanks included; `#` lines are comments), a `---` line, then the document
@@ -26,8 +27,10 @@ from typing import Any
 
 import grpc
 import pytest
+from lsprotocol import types
 
-from completiond.clients.lsp import plan_edit
+from completiond.clients.client import Client
+from completiond.clients.lsp import FeedbackTracker, Shown, plan_edit
 from completiond.daemon.daemon import Daemon
 from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
@@ -77,6 +80,122 @@ def test_postprocess_golden(path: Path) -> None:
     assert accepted == "".join(lines)  # only the cursor's line changed, line breaks kept
     assert suggestion.line == case.headers["expected"]
     assert text[suggestion.word_start : suggestion.start] == case.headers.get("word", "")
+
+
+# --- Feedback: what became of a suggestion --------------------------------------------------------
+
+
+def shown_at(line: str, column: int, *candidates: str, row: int = 0) -> Shown:
+    """What the bridge follows once the daemon's `candidates` are shown at `column` of `line`."""
+    suggestions = [s for c in candidates if (s := plan_edit(line, column, c)) is not None]
+    return Shown.at(row, line, column, suggestions)
+
+
+# `    return re║` showing what the fixture model answers there.
+RETURN = shown_at("    return re", 13, "spond(value)", "spond(None)", "s", row=4)
+
+
+def follow(shown: Shown, *lines: str) -> Shown | str:
+    """The line changed to each of `lines` in turn: the suggestion still open, or its outcome."""
+    for line in lines:
+        followed = shown.follow(line)
+        if not isinstance(followed, Shown):
+            return followed
+        shown = followed
+    return shown
+
+
+@pytest.mark.parametrize(
+    ("lines", "outcome"),
+    [
+        (["    return respond(value)"], "accepted"),  # in one change
+        (["    return res", "    return resp", "    return respond(value)"], "accepted"),
+        (["    return respond(None)"], "accepted"),  # another candidate
+        # Typed along with an editor that adds `)` for `(`, then types over it.
+        (["    return respond", "    return respond()", "    return respond(value)"], "accepted"),
+        (["    return respond", "    return respondx"], "partially_accepted"),  # a word, then off
+        (["    return respond", "    return respon"], "partially_accepted"),  # a word, then back
+        (["    return rex"], "dismissed"),
+        (["    return res", "    return resx"], "dismissed"),  # typed one, then off
+        (["    return r"], "dismissed"),  # a deletion
+        (["    return res", "    return re"], "dismissed"),
+        (["    return re)"], "dismissed"),  # a closer with nothing open
+        (["    return re "], "dismissed"),
+        (["    return respond(value) + 1"], "dismissed"),  # more than the suggestion at once
+    ],
+)
+def test_a_suggestion_followed_through_changes(lines: list[str], outcome: str) -> None:
+    assert follow(RETURN, *lines) == outcome
+
+
+def test_a_suggestion_stays_open_while_the_line_goes_along_it() -> None:
+    typed = follow(RETURN, "    return res", "    return resp")
+    assert isinstance(typed, Shown) and (typed.typed, typed.partial) == (2, False)
+    assert typed.outcome() == "dismissed"  # were the cursor to leave now
+    word = follow(RETURN, "    return respond")  # a word in one change: partly accepted so far
+    assert isinstance(word, Shown) and (word.typed, word.partial) == (5, True)
+    assert word.outcome() == "partially_accepted"
+    # `s`, a whole candidate that longer ones go on from: open, and accepted if left there.
+    short = follow(RETURN, "    return res")
+    assert isinstance(short, Shown) and short.outcome() == "accepted"
+    # Inside an auto-inserted `)` that the suggestion replaces.
+    inside = shown_at("f(x, )", 5, "y)")
+    assert inside.inserts == ("y)",)
+    assert follow(inside, "f(x, y)") == "accepted"
+    assert follow(inside, "f(x, z)") == "dismissed"
+    # A quote the editor closed: `"` typed, `"` added, the suggestion goes on inside.
+    quoted = follow(shown_at("x = ", 4, '"abc"'), 'x = ""', 'x = "a"')
+    assert isinstance(quoted, Shown) and (quoted.typed, quoted.partial) == (2, False)
+    # A candidate that ends with the rest of the line replaces it: accepted as the bridge planned.
+    whole = shown_at("y = f() + 1", 6, "x) + 1")  # `f(║) + 1`
+    assert follow(whole, whole.targets[0]) == "accepted"
+
+
+def change(row: int, start: int, end: int, text: str) -> types.TextDocumentContentChangePartial:
+    span = types.Range(types.Position(row, start), types.Position(row, end))
+    return types.TextDocumentContentChangePartial(range=span, text=text)
+
+
+def test_every_suggestion_shown_gets_one_outcome() -> None:
+    tracker = FeedbackTracker()
+    uri, other = "file:///a.py", "file:///b.py"
+    lines = ["def f(request):\n", "    return re"]
+    shown = shown_at(lines[1], 13, "spond(value)", row=1)
+    assert tracker.shown(uri, shown) == ["shown"]
+    # Asked again at the same place, or further along it: the same suggestion, counted once.
+    assert tracker.shown(uri, shown) == []
+    assert tracker.edited(uri, [lines[0], "    return res"], [change(1, 13, 13, "s")]) == []
+    assert tracker.shown(uri, shown_at("    return res", 14, "pond(value)", row=1)) == []
+    done = [lines[0], "    return respond(value)"]
+    assert tracker.edited(uri, done, [change(1, 14, 14, "pond(value)")]) == ["accepted"]
+    assert tracker.accepted(uri) == []  # the item's command after the change: counted already
+    assert tracker.edited(uri, done, [change(1, 0, 0, " ")]) == []  # nothing open
+
+    # The command before the change (editors that debounce didChange): accepted once.
+    assert tracker.shown(uri, shown) == ["shown"]
+    assert tracker.accepted(uri) == ["accepted"]
+    assert tracker.edited(uri, done, [change(1, 13, 13, "spond(value)")]) == []
+
+    # A new suggestion elsewhere supersedes the open one; a word of it came first.
+    assert tracker.shown(uri, shown) == ["shown"]
+    assert tracker.edited(uri, [lines[0], "    return respond"], [change(1, 13, 13, "spond")]) == []
+    elsewhere = shown_at("def f(request):", 15, " -> None:")
+    assert tracker.shown(uri, elsewhere) == ["partially_accepted", "shown"]
+    # The cursor leaves the line: a change of another line, or a line break.
+    assert tracker.edited(uri, lines, [change(1, 0, 0, "")]) == ["dismissed"]
+    assert tracker.shown(uri, shown) == ["shown"]
+    assert tracker.edited(uri, [*lines, ""], [change(1, 13, 13, "\n")]) == ["dismissed"]
+
+    # Closing the document, or the editor, resolves what is open; documents are apart.
+    assert tracker.shown(uri, shown) == ["shown"]
+    assert tracker.shown(other, shown) == ["shown"]
+    assert tracker.closed(uri) == ["dismissed"]
+    assert tracker.closed(uri) == []
+    assert tracker.accepted(None) == ["accepted"]  # no document given: the latest shown
+    assert tracker.shown(uri, shown) == ["shown"]
+    assert tracker.shown(other, shown) == ["shown"]
+    assert tracker.close_all() == ["dismissed", "dismissed"]
+    assert tracker.close_all() == []
 
 
 # --- Language-server sessions -------------------------------------------------------------------
@@ -147,6 +266,17 @@ class LspSession:
         reply = self.response(self.request(method, params))
         assert "error" not in reply, reply
         return reply["result"]
+
+    def type(self, uri: str, version: int, row: int, character: int, text: str) -> None:
+        """An edit inserting `text` at (row, character), as the editor sends it."""
+        at = {"line": row, "character": character}
+        self.notify(
+            "textDocument/didChange",
+            {
+                "textDocument": {"uri": uri, "version": version},
+                "contentChanges": [{"range": {"start": at, "end": at}, "text": text}],
+            },
+        )
 
     def initialize(self, root: Path) -> dict[str, Any]:
         capabilities = {"textDocument": {"inlineCompletion": {}, "completion": {}}}
@@ -223,6 +353,24 @@ HANDLER = (
     'def handler_999(request):\n    value = request.get("key_999")\n'
     "    if value is None:\n        return respond(None)\n    return re"
 )
+NO_FEEDBACK = {"shown": 0, "accepted": 0, "partially_accepted": 0, "dismissed": 0}
+
+
+def wait_for_feedback(daemon: Daemon, **counts: int) -> None:
+    """Until the daemon's status shows these counts for the test editor (reports are sent off
+    the request path); bounded."""
+    expected = {**NO_FEEDBACK, **counts}
+    deadline = time.monotonic() + WAIT_S
+    with Client(f"unix://{daemon.server.config.socket_path}", timeout_s=WAIT_S) as client:
+        while True:
+            found = {
+                item.client: {event: getattr(item, event) for event in NO_FEEDBACK}
+                for item in client.status().feedback
+            }.get("test-editor", NO_FEEDBACK)
+            if found == expected:
+                return
+            assert time.monotonic() < deadline, f"feedback {found}, expected {expected}"
+            time.sleep(0.02)
 
 
 def test_a_session_with_a_real_daemon(
@@ -274,17 +422,66 @@ def test_a_session_with_a_real_daemon(
     )
     assert accepted == "    return respond(value)"
 
-    # Accepting runs the item's command; the daemon counts it for the editor that said so.
-    assert items[0]["command"]["command"] == "completiond.accepted"
-    lsp.call("workspace/executeCommand", {"command": "completiond.accepted", "arguments": []})
-    deadline = time.monotonic() + WAIT_S
-    while running_daemon.feedback.snapshot().get("test-editor", {}).get("accepted", 0) < 1:
-        assert time.monotonic() < deadline, running_daemon.feedback.snapshot()
-        time.sleep(0.05)
-    counts = running_daemon.feedback.snapshot()["test-editor"]
-    assert counts["accepted"] == 1 and counts["shown"] >= 2
+    # Accepting runs the item's command; the daemon counts it for the editor that said so. All
+    # answers so far showed one suggestion (`spond(value)`, typed along to `spond(`).
+    command = items[0]["command"]
+    assert command == {
+        "title": "completiond: suggestion accepted",
+        "command": "completiond.accepted",
+        "arguments": [uri],
+    }
+    lsp.call("workspace/executeCommand", {k: command[k] for k in ("command", "arguments")})
+    wait_for_feedback(running_daemon, shown=1, accepted=1)
 
     lsp.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+    assert lsp.stop() == 0
+    assert "Traceback" not in lsp.log()
+
+
+def start_showing(
+    daemon: Daemon, fixture_repo: Path, start_lsp: Callable[..., LspSession]
+) -> tuple[LspSession, str]:
+    """A session whose editor shows `spond(value)` at `    return re║` (HANDLER's last line)."""
+    lsp = start_lsp("--socket", str(daemon.server.config.socket_path), "--repo", str(fixture_repo))
+    lsp.initialize(fixture_repo)
+    uri = (fixture_repo / "new_handlers.py").as_uri()
+    lsp.open(uri, HANDLER)
+    inline = lsp.call("textDocument/inlineCompletion", inline_params(uri, 4, len("    return re")))
+    assert inline["items"][0]["insertText"] == "spond(value)"
+    wait_for_feedback(daemon, shown=1)
+    return lsp, uri
+
+
+def test_typing_the_suggestion_counts_as_accepted(
+    running_daemon: Daemon, fixture_repo: Path, start_lsp: Callable[..., LspSession]
+) -> None:
+    lsp, uri = start_showing(running_daemon, fixture_repo, start_lsp)
+    column = len("    return re")
+    for offset, char in enumerate("spond(value)"):
+        lsp.type(uri, 2 + offset, 4, column + offset, char)
+    wait_for_feedback(running_daemon, shown=1, accepted=1)
+    lsp.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+    assert lsp.stop() == 0  # nothing was left open: no more outcomes
+    wait_for_feedback(running_daemon, shown=1, accepted=1)
+
+
+def test_a_word_then_something_else_counts_as_partially_accepted(
+    running_daemon: Daemon, fixture_repo: Path, start_lsp: Callable[..., LspSession]
+) -> None:
+    lsp, uri = start_showing(running_daemon, fixture_repo, start_lsp)
+    column = len("    return re")
+    lsp.type(uri, 2, 4, column, "spond")  # one change: a word-wise accept
+    lsp.type(uri, 3, 4, column + len("spond"), "x")
+    wait_for_feedback(running_daemon, shown=1, partially_accepted=1)
+    assert lsp.stop() == 0
+
+
+def test_typing_something_else_counts_as_dismissed(
+    running_daemon: Daemon, fixture_repo: Path, start_lsp: Callable[..., LspSession]
+) -> None:
+    lsp, uri = start_showing(running_daemon, fixture_repo, start_lsp)
+    lsp.type(uri, 2, 4, len("    return re"), "x")
+    wait_for_feedback(running_daemon, shown=1, dismissed=1)
     assert lsp.stop() == 0
     assert "Traceback" not in lsp.log()
 

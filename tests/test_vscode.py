@@ -112,4 +112,11 @@ def test_provider_logic_against_the_real_bridge_and_daemon(
     assert "# SKIP" not in output, output
     # The completions came from this daemon, through the bridge.
     with Client(f"unix://{socket}", timeout_s=30) as client:
-        assert client.status().requests_total >= 3, output
+        status = client.status()
+    assert status.requests_total >= 3, output
+    # The items carry no command: the bridge counted the edit that accepted one, once, and gave
+    # every suggestion it showed one outcome (its reports all go out before it exits).
+    feedback = {counts.client: counts for counts in status.feedback}
+    counts = feedback["completiond-bridge-test"]
+    assert counts.accepted == 1, counts
+    assert counts.shown == counts.accepted + counts.partially_accepted + counts.dismissed, counts

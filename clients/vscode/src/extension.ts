@@ -6,13 +6,21 @@
  * open. The client keeps the bridge's copy of the open documents in sync; an inline-completion
  * provider asks it `textDocument/inlineCompletion` through `logic.ts`, which holds everything that
  * does not need VS Code (and is tested without it).
+ *
+ * Feedback: the bridge follows each suggestion it shows through the edits VS Code sends it
+ * (`didChange`) and counts it accepted, partially accepted (a word at a time) or dismissed. So
+ * the items carry no command: running the bridge's `completiond.accepted` as well would count
+ * nothing more, and the command is not registered at all (see `BridgeClient`).
  */
 
 import * as vscode from "vscode";
 import {
+  type DynamicFeature,
+  ExecuteCommandRequest,
   LanguageClient,
   type LanguageClientOptions,
   type ServerOptions,
+  type StaticFeature,
 } from "vscode-languageclient/node";
 
 import {
@@ -37,6 +45,23 @@ function settingsFor(folder: vscode.WorkspaceFolder): Settings {
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * A language client without the `workspace/executeCommand` feature, which would register the
+ * bridge's commands with VS Code: commands are global there, so the second folder's client would
+ * fail to start ("command 'completiond.accepted' already exists"), and VS Code needs none of them.
+ */
+class BridgeClient extends LanguageClient {
+  override registerFeature(feature: StaticFeature | DynamicFeature<unknown>): void {
+    if (
+      "registrationType" in feature &&
+      feature.registrationType.method === ExecuteCommandRequest.method
+    ) {
+      return;
+    }
+    super.registerFeature(feature);
+  }
 }
 
 /** The bridges, one per workspace folder, started on first use. */
@@ -85,7 +110,7 @@ class Bridges implements vscode.Disposable {
         provideCompletionItem: () => undefined,
       },
     };
-    const client = new LanguageClient(
+    const client = new BridgeClient(
       "completiond",
       `completiond (${folder.name})`,
       serverOptions,

@@ -228,7 +228,9 @@ export function accept(lineText: string, item: Item): string {
  * contain the cursor, e.g. `respond(║)` + `value)` replacing the auto-inserted `)` (VS Code shows
  * `value` as ghost text before the `)`, and accepting leaves one `)`); what it replaces before
  * the cursor must begin the inserted text, or VS Code would not show it. Snippets, items that
- * change nothing and repeats are left out.
+ * change nothing and repeats are left out, and so is an item's `command` (the bridge's
+ * `completiond.accepted`): the bridge tells acceptance from the edits that follow, so running it
+ * too would count nothing more.
  */
 export function toItems(answer: unknown, position: Position, lineText: string): Item[] {
   const raw = Array.isArray(answer)

@@ -124,6 +124,8 @@ describe(
           rootUri: pathToFileURL(repo).href,
           capabilities: { textDocument: { inlineCompletion: {}, synchronization: {} } },
           workspaceFolders: null,
+          // The name the daemon counts feedback under (tests/test_vscode.py reads it).
+          clientInfo: { name: "completiond bridge test" },
         }),
         "initialize",
       );
@@ -156,11 +158,31 @@ describe(
       assert.equal(accept(request.lineText, items[0]), "    return respond(value)");
     });
 
+    test("accepting an item is the edit that the bridge counts as accepted", async () => {
+      // Asked again at the same place: the same suggestion, which the bridge counts once.
+      const request = at(HANDLER, HANDLER.length);
+      const [item] = await requester.provide(request, new CancellationTokenSource().token);
+      assert.ok(item !== undefined, `no items${bridge.log()}`);
+      assert.ok(!("command" in item), "VS Code would run the command as well");
+      // Tab: VS Code replaces the item's range with its text and tells the bridge so.
+      await bridge.connection.sendNotification("textDocument/didChange", {
+        textDocument: { uri, version: 2 },
+        contentChanges: [{ range: item.range, text: item.insertText }],
+      });
+      // Back to `return re` for the tests that follow.
+      const { start } = item.range;
+      const end = { line: start.line, character: start.character + item.insertText.length };
+      await bridge.connection.sendNotification("textDocument/didChange", {
+        textDocument: { uri, version: 3 },
+        contentChanges: [{ range: { start, end }, text: "" }],
+      });
+    });
+
     test("inside an auto-inserted `)`, accepting leaves one `)`", async () => {
       // The editor typed "spond(" and auto-inserted ")": `    return respond(║)`.
       const end = { line: 4, character: "    return re".length };
       await bridge.connection.sendNotification("textDocument/didChange", {
-        textDocument: { uri, version: 2 },
+        textDocument: { uri, version: 4 },
         contentChanges: [{ range: { start: end, end }, text: "spond()" }],
       });
       const text = `${HANDLER}spond()`;
@@ -170,7 +192,7 @@ describe(
       assert.equal(accept(request.lineText, items[0]), "    return respond(value)");
       // Back to `return re` for the tests that follow.
       await bridge.connection.sendNotification("textDocument/didChange", {
-        textDocument: { uri, version: 3 },
+        textDocument: { uri, version: 5 },
         contentChanges: [
           { range: { start: end, end: { line: 4, character: end.character + 7 } }, text: "" },
         ],
