@@ -23,6 +23,7 @@ from pathlib import Path
 
 from completiond.daemon.decoder import Candidate, DecoderConfig, Query, postprocess
 from completiond.daemon.model_slot import ModelSlot, ServedModel
+from completiond.daemon.retrieval import RetrievalConfig
 from completiond.training.bundle import ModelStore
 
 # Identifiers and keywords, numbers, a newline, a run of blanks, multi-character operators, then
@@ -317,7 +318,8 @@ class NgramCompleter:
 
 def train_toy_lstm(repo: Path, store_dir: Path, minutes: float, threads: int = 0) -> ServedModel:
     """1 layer of 128 units over 60-character windows, trained like the product (same budget,
-    same pipeline, its own store), served with greedy decoding (beam width 1)."""
+    same pipeline, its own store), served with greedy decoding (beam width 1), the model alone
+    (no retrieval)."""
     from completiond.training.model import ModelConfig
     from completiond.training.run import train_repository
     from completiond.training.train import TrainConfig
@@ -329,4 +331,8 @@ def train_toy_lstm(repo: Path, store_dir: Path, minutes: float, threads: int = 0
         ModelConfig(hidden_size=128),
         TrainConfig(minutes=minutes, seq_len=60, threads=threads),
     )
-    return ModelSlot(store, decoder_config=DecoderConfig(beam_width=1)).load_current()
+    return ModelSlot(
+        store,
+        decoder_config=DecoderConfig(beam_width=1),
+        retrieval_config=RetrievalConfig(enabled=False),
+    ).load_current()

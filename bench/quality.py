@@ -39,10 +39,10 @@ from pathlib import Path
 from baselines import NgramCompleter, train_toy_lstm  # bench/ is on the path when this runs
 from bpc import PACKAGES, stdlib_corpus
 
-from completiond.daemon.evaluate import EvalConfig, EvalReport, evaluate, read_texts
+from completiond.daemon.evaluate import EvalConfig, EvalReport, evaluate, held_out_retriever
 from completiond.daemon.model_slot import ModelSlot
 from completiond.training.bundle import ModelStore
-from completiond.training.corpus import Corpus, build_corpus
+from completiond.training.corpus import Corpus, build_corpus, read_texts
 from completiond.training.model import ModelConfig
 from completiond.training.run import train_repository
 from completiond.training.train import TrainConfig
@@ -106,6 +106,17 @@ CORPORA: dict[str, tuple[str, Callable[[Path], Path]]] = {
 }
 
 
+def corpus_names(parser: argparse.ArgumentParser, value: str) -> list[str]:
+    """The names of a comma-separated --corpora value; a usage error for unknown ones."""
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CORPORA]
+    if unknown or not names:
+        parser.error(
+            f"--corpora: unknown {', '.join(unknown) or 'none'} (from {', '.join(CORPORA)})"
+        )
+    return names
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None or x != x else f"{100 * x:.1f}%"
 
@@ -140,6 +151,7 @@ def run_corpus(
     store = ModelStore(scratch / f"{name}-product")
     bundle = train_repository(repo, store, ModelConfig(), TrainConfig(minutes=args.minutes)).bundle
     product = ModelSlot(store).load_current()
+    product.decoder.retriever = held_out_retriever(repo, corpus.train_files)
     systems.append(
         (
             "product",
@@ -195,12 +207,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args()
-    names = [n.strip() for n in args.corpora.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CORPORA]
-    if unknown or not names:
-        parser.error(
-            f"--corpora: unknown {', '.join(unknown) or 'none'} (from {', '.join(CORPORA)})"
-        )
+    names = corpus_names(parser, args.corpora)
 
     scratch = Path(tempfile.mkdtemp(prefix="completiond-quality-"))
     rows: list[str] = []

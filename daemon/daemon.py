@@ -22,6 +22,7 @@ from .engine import EngineConfig
 from .feedback import FeedbackCounts
 from .metrics import RequestMetrics
 from .model_slot import ModelSlot
+from .retrieval import RetrievalConfig
 from .server import Server, ServerConfig
 from .service import CompletionServicer, ModelServicer, RequestLimits
 from .state_cache import ContextConfig
@@ -44,6 +45,7 @@ class DaemonConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     context: ContextConfig = field(default_factory=ContextConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
     limits: RequestLimits = field(default_factory=RequestLimits)
@@ -60,8 +62,12 @@ class Daemon:
         store_dir = config.store or default_store_dir(self.repo)
         if config.server.socket_path is None and config.server.listen is None:
             config.server.socket_path = default_socket_path(self.repo)
-        self.slot = ModelSlot(ModelStore(store_dir), config.engine, config.decoder, config.context)
-        self.runner = TrainingRunner(self.repo, store_dir, config.trainer, self._on_published)
+        self.slot = ModelSlot(
+            ModelStore(store_dir), config.engine, config.decoder, config.context, config.retrieval
+        )
+        self.runner = TrainingRunner(
+            self.repo, store_dir, config.trainer, self._on_published, self.slot.reload_index
+        )
         self.watcher = RepoWatcher(self.repo, config.watch, self.retrain_if_changed)
         self.metrics = RequestMetrics()
         self.feedback = FeedbackCounts(store_dir / "feedback.json")

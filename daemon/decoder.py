@@ -1,9 +1,12 @@
 """From a prefix to candidates for the rest of the line.
 
-Deterministic decoding is a beam search over whole lines: every beam runs as one row of a single
-batched engine call per character, a beam ends when the model predicts the newline, and a
-candidate's confidence is the model's probability of exactly that rest of line (newline
-included). With a temperature, `n` lines are sampled in one batch instead.
+Deterministic decoding has two sources. The retriever (retrieval.py) copies continuations from
+the repository and the current file, with calibrated confidences; when its n-th best is
+confident enough the model is not run at all. Otherwise a beam search over whole lines adds the
+model's own candidates: every beam runs as one row of a single batched engine call per
+character, a beam ends when the model predicts the newline, and its confidence is the model's
+probability of exactly that rest of line (newline included). With a temperature, `n` lines are
+sampled from the model in one batch instead (no retrieval: sampling is asked for variety).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from completiond.errors import Cancelled
 from completiond.training.tokenizer import UNK_ID, CharTokenizer
 
 from .engine import Engine, State
+from .retrieval import Retriever
 from .state_cache import DocumentStates
 
 ScoredLines = list[tuple[Sequence[int] | np.ndarray, float]]  # character ids, log-probability
@@ -27,6 +31,9 @@ ScoredLines = list[tuple[Sequence[int] | np.ndarray, float]]  # character ids, l
 class DecoderConfig:
     default_max_chars: int = 80  # candidate length when the request does not say
     beam_width: int = 4  # beams kept at temperature 0 (at least the number of candidates asked)
+    # The model is not run when the n-th best retrieved candidate is at least this confident
+    # (above 1: always run it).
+    skip_model_confidence: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -73,18 +80,32 @@ class Decoder:
         tokenizer: CharTokenizer,
         states: DocumentStates,
         config: DecoderConfig | None = None,
+        retriever: Retriever | None = None,
     ) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
         self.states = states  # where the prefix is read: cached per document, else cold
         self.config = config or DecoderConfig()
+        self.retriever = retriever
         self.newline = tokenizer.newline_id
 
     def complete(self, query: Query) -> list[Candidate]:
+        sampling = query.temperature > 0
+        retrieved = (
+            self.retriever.candidates(query.prefix, query.suffix)
+            if self.retriever is not None and not sampling
+            else []
+        )
+        if len(retrieved) >= query.n and (
+            retrieved[query.n - 1][1] >= self.config.skip_model_confidence
+        ):
+            return postprocess([], query, retrieved)
         logits, state = self.states.read(query.prefix, query.document)
-        search = self._sample if query.temperature > 0 else self._beam_search
+        search = self._sample if sampling else self._beam_search
         lines = search(logits, state, query)
-        return postprocess([(self.tokenizer.decode(ids), lp) for ids, lp in lines], query)
+        return postprocess(
+            [(self.tokenizer.decode(ids), lp) for ids, lp in lines], query, retrieved
+        )
 
     def _beam_search(self, logits: np.ndarray, state: State, query: Query) -> ScoredLines:
         width = max(self.config.beam_width, query.n)
@@ -156,18 +177,29 @@ def _overlap(text: str, following: str) -> int:
     return 0
 
 
-def postprocess(lines: list[tuple[str, float]], query: Query) -> list[Candidate]:
-    """Candidates from decoded lines and their log-probabilities: trailing blanks dropped,
-    nothing that repeats what already follows the cursor on its line (an auto-inserted `)`),
-    no empty candidates, equal texts merged (their probabilities add up), best first, at most n,
-    none below min_confidence."""
+def postprocess(
+    lines: list[tuple[str, float]],
+    query: Query,
+    retrieved: Sequence[tuple[str, float]] = (),
+) -> list[Candidate]:
+    """Candidates from decoded lines with their log-probabilities and retrieved lines with their
+    confidences: trailing blanks dropped, at most max_chars, nothing that repeats what already
+    follows the cursor on its line (an auto-inserted `)`), no empty candidates, equal texts
+    merged (the model's probabilities add up; a retrieved line keeps the larger of its own
+    confidence and the model's), best first, at most n, none below min_confidence."""
     following = query.suffix.split("\n", 1)[0].strip()
+
+    def clean(text: str) -> str:
+        text = text[: query.max_chars].rstrip()
+        return text[: len(text) - _overlap(text, following)].rstrip()
+
     merged: dict[str, float] = {}
     for text, logprob in lines:
-        text = text.rstrip()
-        text = text[: len(text) - _overlap(text, following)].rstrip()
-        if text:
+        if text := clean(text):
             merged[text] = min(1.0, merged.get(text, 0.0) + float(np.exp(logprob)))
+    for text, confidence in retrieved:
+        if text := clean(text):
+            merged[text] = max(merged.get(text, 0.0), confidence)
     ranked = sorted(merged.items(), key=lambda item: -item[1])
     return [
         Candidate(text, conf) for text, conf in ranked[: query.n] if conf >= query.min_confidence

@@ -35,9 +35,11 @@ from pathlib import Path
 import numpy as np
 
 from completiond.errors import CompletiondError, CorpusError, InvalidRequest
-from completiond.training.secrets import mask_secrets
+from completiond.training.corpus import read_texts
+from completiond.training.index import RepoIndex
 
 from .decoder import Candidate, Query
+from .retrieval import Retriever
 
 MODES = ("typed", "random")
 CONFIDENCE_BUCKETS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)  # [a, b), the last one [0.9, 1]
@@ -138,20 +140,6 @@ class EvalQuery:
     prefix: str
     suffix: str
     truth: str  # the rest of the line, trailing blanks dropped
-
-
-def read_texts(repo: Path, files: Sequence[str]) -> dict[str, str]:
-    """Files as the training run reads them: normalised newlines, secrets masked (so no report
-    can show one). Unreadable files are left out."""
-    texts: dict[str, str] = {}
-    for rel in files:
-        try:
-            text = (repo / rel).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
-        text = text.replace("\r\n", "\n")
-        texts[rel] = mask_secrets(text if text.endswith("\n") else text + "\n")[0]
-    return texts
 
 
 def eligible_lines(texts: dict[str, str], typed_chars: int) -> list[Line]:
@@ -733,6 +721,12 @@ def evaluate(
     return EvalReport(system, config, sorted(texts), len(lines), modes, keystrokes)
 
 
+def held_out_retriever(repo: Path, train_files: Sequence[str]) -> Retriever:
+    """A retriever whose index has the training files only. The store's index has every file,
+    and an evaluation that finds the held-out line itself in the index measures nothing."""
+    return Retriever(RepoIndex.build(read_texts(repo, train_files).values()))
+
+
 def run_eval(
     repo: Path, store_dir: Path, config: EvalConfig | None = None, report_dir: Path | None = None
 ) -> EvalReport:
@@ -749,6 +743,7 @@ def run_eval(
     corpus = build_corpus(repo)
     if not corpus.val_files:
         raise CorpusError(f"{repo} has a single trainable file: no held-out file to evaluate on")
+    served.decoder.retriever = held_out_retriever(repo, corpus.train_files)
     meta = served.bundle.meta
     report = evaluate(
         served.decoder.complete,

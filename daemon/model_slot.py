@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 from completiond.errors import BundleError, NoModel
 from completiond.training.bundle import Bundle, ModelStore
+from completiond.training.index import INDEX_FILE, RepoIndex
 
 from .decoder import Decoder, DecoderConfig
 from .engine import EngineConfig, OnnxEngine
+from .retrieval import RetrievalConfig, Retriever
 from .state_cache import ContextConfig, DocumentStates
 
 log = logging.getLogger(__name__)
@@ -40,11 +42,13 @@ class ModelSlot:
         engine_config: EngineConfig | None = None,
         decoder_config: DecoderConfig | None = None,
         context_config: ContextConfig | None = None,
+        retrieval_config: RetrievalConfig | None = None,
     ) -> None:
         self.store = store
         self.engine_config = engine_config or EngineConfig()
         self.decoder_config = decoder_config or DecoderConfig()
         self.context_config = context_config or ContextConfig()
+        self.retrieval_config = retrieval_config or RetrievalConfig()
         self._model: ServedModel | None = None
         self._load_lock = threading.Lock()
 
@@ -69,11 +73,18 @@ class ModelSlot:
             bundle = self.store.current()
             engine = OnnxEngine(bundle.model_path, bundle.tokenizer.vocab_size, self.engine_config)
             states = DocumentStates(engine, bundle.tokenizer, self.context_config)
-            decoder = Decoder(engine, bundle.tokenizer, states, self.decoder_config)
+            retriever = Retriever(load_index(self.store), self.retrieval_config)
+            decoder = Decoder(engine, bundle.tokenizer, states, self.decoder_config, retriever)
             engine.run(bundle.tokenizer.encode("def f(x):\n    ")[None, :], engine.zero_state(1))
             self._model = ServedModel(bundle, engine, decoder)
             log.info("serving model %s", bundle.version)
             return self._model
+
+    def reload_index(self) -> None:
+        """Search the store's index as it is now (a training run rewrote it)."""
+        model = self._model
+        if model is not None:
+            model.decoder.retriever = Retriever(load_index(self.store), self.retrieval_config)
 
     def load_newest_usable(self) -> list[str]:
         """At start-up: the current bundle, else the newest one that verifies (made current).
@@ -116,3 +127,16 @@ class ModelSlot:
             if previous:
                 self.store.set_current(previous)
             raise
+
+
+def load_index(store: ModelStore) -> RepoIndex | None:
+    """The store's repository index; None (only the current file is searched) when no training
+    run wrote one yet or it is unreadable: retrieval is an addition, never a reason not to serve."""
+    path = store.root / INDEX_FILE
+    if not path.exists():
+        return None
+    try:
+        return RepoIndex.load(path)
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        log.warning("repository index %s not used: %s", path, exc)
+        return None

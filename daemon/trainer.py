@@ -106,11 +106,13 @@ class TrainingRunner:
         store_dir: Path,
         config: TrainerConfig,
         on_published: Callable[[str], None],
+        on_rejected: Callable[[], None] = lambda: None,
     ) -> None:
         self.repo = repo
         self.store_dir = store_dir
         self.config = config
         self.on_published = on_published  # loads the new bundle; raises if it does not verify
+        self.on_rejected = on_rejected  # the model stays, but the run rewrote the store's index
         self._lock = threading.Lock()
         self.job: TrainingJob | None = None
         self.runs = 0  # training runs started since the daemon started
@@ -177,6 +179,8 @@ class TrainingRunner:
                 self.on_published(final.version)
             except Exception as exc:  # the old model keeps serving; say why
                 final = Progress("failed", message=f"new model not served: {exc}")
+        elif final.phase == "rejected":
+            self.on_rejected()
         outcome = {"done": "ok"}.get(final.phase, final.phase)
         self.last_result = f"{outcome}: {final.message} (after {time.time() - started:.0f} s)"
         job.publish(final)

@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from completiond.clients.client import Client
 from completiond.daemon.daemon import Daemon, DaemonConfig
+from completiond.daemon.retrieval import RetrievalConfig, Retriever
 from completiond.daemon.server import ServerConfig, parse_listen
 from completiond.daemon.watcher import WatchConfig
 from completiond.errors import AlreadyRunning, InvalidRequest
@@ -248,7 +249,11 @@ def test_serving_code_does_not_import_torch() -> None:
 
 
 def test_warm_then_complete_answers_from_the_cached_state(running_daemon: Daemon) -> None:
-    states = running_daemon.slot.get().decoder.states
+    decoder = running_daemon.slot.get().decoder
+    # Retrieval alone would answer from the file's own `return respond(None)`: this is about the
+    # model's state, so the model must run.
+    decoder.retriever = Retriever(None, RetrievalConfig(enabled=False))
+    states = decoder.states
     with client_for(running_daemon) as client:
         reply = client.warm(NEW_HANDLER + "spond(value)\n", document_id="file:///new.py")
         hits = states.hits
@@ -257,6 +262,18 @@ def test_warm_then_complete_answers_from_the_cached_state(running_daemon: Daemon
     assert reply.chars_read == len(NEW_HANDLER) + len("spond(value)\n")
     assert states.hits == hits + 1
     assert warm.candidates[0].text == cold.candidates[0].text == "spond(value)"
+
+
+def test_a_line_the_file_repeats_is_answered_from_the_file(running_daemon: Daemon) -> None:
+    """The current file is searched even for names the model never saw."""
+    prefix = (
+        "def zq_handler(zq_request):\n    zq_value = zq_request.get_zq_key(7, 'zq')\n\n"
+        "def zq_other(zq_request):\n    zq_value = zq_re"
+    )
+    with client_for(running_daemon) as client:
+        reply = client.complete(prefix, n=3)
+    assert reply.candidates[0].text == "quest.get_zq_key(7, 'zq')"
+    assert 0 < reply.candidates[0].confidence <= 1
 
 
 def test_warm_needs_a_document_key(running_daemon: Daemon) -> None:

@@ -103,6 +103,10 @@ def test_an_edit_to_a_tracked_file_leads_to_a_new_model(daemon: Daemon) -> None:
     wait_until(lambda: daemon.runner.runs == 1, 20, "a retrain after the edit")
     wait_until(lambda: daemon.runner.state == "idle", 120, "the retrain to finish")
     assert daemon.runner.last_result.startswith(("ok:", "rejected:")), daemon.runner.last_result
+    # Promoted or not, the new function is in the index that serves now.
+    with Client(daemon.server.address) as client:
+        reply = client.complete("import os\n\n\ndef brand_n", n=3)
+    assert "ew(request):" in [c.text for c in reply.candidates]
     newest = daemon.slot.store.versions()[-1]
     assert newest != before
     if daemon.runner.last_result.startswith("ok:"):

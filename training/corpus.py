@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,17 @@ def read_files(
     if masked:
         skipped[MASKED] = masked
     return texts, skipped
+
+
+def read_texts(root: Path, files: Iterable[str]) -> dict[str, str]:
+    """Files as training reads them (normalised line breaks, secrets masked, so nothing built
+    from them can show one); unreadable ones are left out."""
+    texts = {}
+    for rel in files:
+        text = _read(root, rel)
+        if text is not None:
+            texts[rel] = mask_secrets(text)[0]
+    return texts
 
 
 def fingerprint(texts: dict[str, str]) -> str:

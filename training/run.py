@@ -28,9 +28,10 @@ from completiond import __version__
 from completiond.errors import BundleError
 
 from .bundle import MODEL_FILE, TOKENIZER_FILE, WEIGHTS_FILE, Bundle, ModelStore, new_version
-from .corpus import Corpus, build_corpus
+from .corpus import Corpus, build_corpus, read_texts
 from .export import check_parity, export_onnx, onnx_bits_per_char, quantize_if_lossless
 from .files import FileSelectionConfig
+from .index import INDEX_FILE, RepoIndex
 from .model import CharLSTM, ModelConfig
 from .progress import Progress
 from .tokenizer import CharTokenizer
@@ -224,6 +225,9 @@ def publish(
     )
     model = result.model.to("cpu")
     on_progress(Progress("exporting", 0.95, EXPORT_RESERVE_S, result.val_bpc, "ONNX export"))
+    # The index serves whether this model is promoted or not: the files are what they are now.
+    index_files = corpus.train_files + corpus.val_files
+    RepoIndex.build(read_texts(repo, index_files).values()).save(store.root / INDEX_FILE)
     version = new_version()
     staging = store.staging_dir(version)
     try:

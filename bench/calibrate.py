@@ -1,0 +1,137 @@
+"""Fit the retriever's confidence model and show how well it carries over to other code.
+
+For each corpus (held out by file exactly as `completiond train` splits it), the index is built
+from the training files only, and every candidate the retriever finds for real held-out lines
+(both cursor modes of `completiond eval`) is labelled right or wrong (exact match with the rest
+of the line). A logistic model of `daemon/retrieval.features` is fitted on the first corpus;
+then, for every corpus, with the fitted weights: exact match of the most confident candidate,
+the calibration table (exact-match rate per confidence bucket) and precision/coverage per
+threshold. No model is trained: this measures the retriever alone, in about a minute.
+
+    .venv/bin/python bench/calibrate.py                      # fit on python, check on c
+    .venv/bin/python bench/calibrate.py --corpora c,python   # fit on c instead
+
+Paste the printed weights into DEFAULT_WEIGHTS in daemon/retrieval.py to adopt a refit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from quality import CORPORA, corpus_names  # bench/ is on the path when this runs
+
+from completiond.daemon.evaluate import (
+    MODES,
+    EvalConfig,
+    build_queries,
+    eligible_lines,
+    exact_match,
+    sample_lines,
+)
+from completiond.daemon.retrieval import Found, RetrievalConfig, Retriever, features
+from completiond.training.corpus import build_corpus, read_texts
+from completiond.training.index import RepoIndex
+
+Labelled = list[tuple[str, list[tuple[Found, bool]]]]  # per query: mode, candidates + labels
+
+
+def label(repo: Path, queries: int, seed: int, config: RetrievalConfig) -> tuple[Labelled, str]:
+    corpus = build_corpus(repo)
+    start = time.monotonic()
+    index = RepoIndex.build(read_texts(repo, corpus.train_files).values())
+    built = time.monotonic() - start
+    held_out = read_texts(repo, corpus.val_files)
+    lines = sample_lines(eligible_lines(held_out, 10), queries, seed)
+    retriever = Retriever(index, config)
+    out: Labelled = []
+    start = time.monotonic()
+    asked = 0
+    for mode in MODES:
+        for q in build_queries(held_out, lines, mode, EvalConfig(queries=queries, seed=seed)):
+            found = retriever.find(q.prefix, q.suffix)
+            out.append((mode, [(f, exact_match(f.text, q.truth)) for f in found]))
+            asked += 1
+    note = (
+        f"{len(corpus.train_files)} training files indexed ({len(index.text):,} chars, "
+        f"{len(index.positions):,} token starts) in {built:.1f} s; {len(held_out)} held-out "
+        f"files; retrieval {1000 * (time.monotonic() - start) / max(1, asked):.2f} ms per query"
+    )
+    return out, note
+
+
+def fit(labelled: Labelled, document_weight: float, l2: float = 1e-2) -> np.ndarray:
+    """Logistic regression by Newton's method (a few features, thousands of rows)."""
+    x = np.array([features(f, document_weight) for _, c in labelled for f, _ in c], dtype=float)
+    y = np.array([ok for _, c in labelled for _, ok in c], dtype=float)
+    w = np.zeros(x.shape[1])
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-x @ w))
+        gradient = x.T @ (p - y) + l2 * w
+        hessian = (x.T * (p * (1 - p))) @ x + l2 * np.eye(len(w))
+        w -= np.linalg.solve(hessian, gradient)
+    return w
+
+
+def report(name: str, labelled: Labelled, retriever: Retriever) -> None:
+    edges = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.01)
+    best: dict[str, list[tuple[float, bool]]] = {m: [] for m in MODES}
+    for mode, candidates in labelled:
+        if candidates:
+            scored = [(retriever.confidence(f), ok) for f, ok in candidates]
+            best[mode].append(max(scored, key=lambda s: s[0]))
+        else:
+            best[mode].append((0.0, False))
+    print(f"\n{name}: exact match of the most confident candidate (no model)")
+    for mode, picks in best.items():
+        oracle = np.mean([any(ok for _, ok in c) for m, c in labelled if m == mode])
+        em = np.mean([ok for _, ok in picks])
+        print(f"  {mode}: {100 * em:.1f}% (truth among the candidates: {100 * oracle:.1f}%)")
+    picks = [p for ps in best.values() for p in ps]
+    print("  confidence bucket | candidates | exact match")
+    for lo, hi in itertools.pairwise(edges):
+        inside = [ok for c, ok in picks if lo <= c < hi and c > 0]
+        rate = f"{100 * np.mean(inside):.0f}%" if inside else "-"
+        print(f"  [{lo:.1f}, {min(hi, 1):.1f}) | {len(inside)} | {rate}")
+    print("  threshold | shown | exact among shown")
+    for t in (0.2, 0.3, 0.4, 0.5, 0.6):
+        shown = [ok for c, ok in picks if c >= t]
+        rate = f"{100 * np.mean(shown):.0f}%" if shown else "-"
+        print(f"  {t:.1f} | {100 * len(shown) / len(picks):.1f}% | {rate}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpora", default="python,c", help="fit on the first, check on all")
+    parser.add_argument("--queries", type=int, default=400, help="held-out lines per corpus")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    names = corpus_names(parser, args.corpora)
+    config = RetrievalConfig()
+    scratch = Path(tempfile.mkdtemp(prefix="completiond-calibrate-"))
+    try:
+        data = {}
+        for name in names:
+            labelled, note = label(
+                CORPORA[name][1](scratch / name), args.queries, args.seed, config
+            )
+            print(f"{name}: {note}")
+            data[name] = labelled
+        weights = fit(data[names[0]], config.document_weight)
+        print(f"\nweights fitted on {names[0]}: ({', '.join(f'{w:.3f}' for w in weights)})")
+        print(f"in use (DEFAULT_WEIGHTS): {config.weights}")
+        for label_, w in (("fitted", tuple(weights)), ("in use", config.weights)):
+            retriever = Retriever(None, RetrievalConfig(weights=w))
+            for name in names:
+                report(f"{name}, {label_} weights", data[name], retriever)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

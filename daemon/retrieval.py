@@ -1,0 +1,149 @@
+"""Candidates copied from the repository and the current file, with calibrated confidences.
+
+A small character model knows the language's local patterns but not the repository's names;
+the repository itself knows them. For the text before the cursor, the retriever looks for the
+places where it occurs again, from the most specific context to the least: the previous line and
+the current one, the current line from its start (indentation included), then the current line
+from each of its later tokens. What followed there, up to the end of that line, becomes a
+candidate, from the repository's index (built by the training run) and from the current file
+itself (the text above the cursor's line and below it, weighted higher: a file repeats itself
+most).
+
+Each candidate's confidence is a logistic function of how it was found (the context's
+specificity, the share of occurrences that continue this way, its length, whether the file
+itself has it). The weights were fitted on held-out files of Python standard-library packages
+by `bench/calibrate.py`, which also reports how well they carry over to C; so a confidence of
+0.7 means about 70% of such suggestions are exactly right, and a threshold on it is meaningful.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from completiond.training.index import RepoIndex
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+# Logistic weights for the features of `features` (bench/calibrate.py prints a refit).
+DEFAULT_WEIGHTS = (-0.312, 1.582, 1.878, 1.132, 0.045, -0.748, 0.214, 0.357)
+
+
+@dataclass
+class RetrievalConfig:
+    enabled: bool = True
+    max_candidates: int = 16  # distinct continuations collected, most specific contexts first
+    min_anchor_chars: int = 2  # shortest context (after the line's start) worth looking up
+    occurrences_read: int = 400  # per context, in the index (an even sample beyond)
+    document_occurrences: int = 200  # per context, in the current file
+    document_chars: int = 200_000  # of the current file searched, each side of the cursor
+    document_weight: float = 3.0  # one occurrence in the current file counts this many times
+    weights: tuple[float, ...] = DEFAULT_WEIGHTS
+
+
+@dataclass(frozen=True)
+class Found:
+    """A continuation and how it was found: the inputs of its confidence."""
+
+    text: str
+    rank: int  # of the context that found it: 0 previous + current line, 1 current line, ...
+    context_chars: int  # length of that context, blanks stripped
+    repo_count: int  # occurrences of context + text in the index
+    document_count: int  # ... and in the current file
+    total: int  # occurrences of the context followed by a non-blank rest of line, both places
+
+
+def contexts(prefix: str) -> list[str]:
+    """The pieces of text before the cursor to look up, most specific first."""
+    line_start = prefix.rfind("\n") + 1
+    line = prefix[line_start:]
+    found = []
+    if line_start:  # the previous line and the current one, from the line break before them
+        before = prefix.rfind("\n", 0, line_start - 1)
+        found.append(prefix[before:] if before >= 0 else "\n" + prefix)
+    found.append("\n" + line)
+    found.extend(line[m.start() :] for m in _TOKEN.finditer(line))
+    return found
+
+
+def _document_continuations(document: str, context: str, limit: int) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    at = document.find(context)
+    for _ in range(limit):
+        if at < 0:
+            break
+        end = document.find("\n", at + len(context))
+        rest = document[at + len(context) : end if end >= 0 else len(document)].rstrip()
+        if rest:
+            counts[rest] = counts.get(rest, 0) + 1
+        at = document.find(context, at + 1)
+    return counts
+
+
+def features(found: Found, document_weight: float) -> list[float]:
+    """The logistic model's inputs; DEFAULT_WEIGHTS are in this order."""
+    weighted = found.repo_count + document_weight * found.document_count
+    share = weighted / max(1.0, found.total + (document_weight - 1) * found.document_count)
+    return [
+        1.0,
+        math.log(max(share, 1e-3)),
+        float(found.rank == 0),
+        float(found.rank == 1),
+        min(found.context_chars, 30) / 10,
+        math.log1p(len(found.text)),
+        math.log1p(found.total),
+        float(found.document_count > 0),
+    ]
+
+
+class Retriever:
+    def __init__(self, index: RepoIndex | None, config: RetrievalConfig | None = None) -> None:
+        self.index = index  # None: the current file only
+        self.config = config or RetrievalConfig()
+
+    def find(self, prefix: str, suffix: str) -> list[Found]:
+        """Distinct continuations of the text before the cursor, most specific context first."""
+        config = self.config
+        line_start = prefix.rfind("\n") + 1
+        below = suffix.find("\n")
+        first = max(0, line_start - config.document_chars)
+        document = ("" if first else "\n") + prefix[first:line_start]  # a line starts after \n
+        if below >= 0:
+            document += suffix[below + 1 : below + 1 + config.document_chars]
+        found: dict[str, Found] = {}
+        for rank, context in enumerate(contexts(prefix)):
+            if rank > 1 and len(context.strip()) < config.min_anchor_chars:
+                break
+            repo, _ = (
+                self.index.continuations(context, config.occurrences_read)
+                if self.index is not None
+                else ({}, 0)
+            )
+            doc = _document_continuations(document, context, config.document_occurrences)
+            total = sum(repo.values()) + sum(doc.values())
+            for text in sorted({*repo, *doc}, key=lambda t: (-repo.get(t, 0) - doc.get(t, 0), t)):
+                if len(found) >= config.max_candidates:
+                    return list(found.values())
+                if text not in found:
+                    found[text] = Found(
+                        text, rank, len(context.strip()), repo.get(text, 0), doc.get(text, 0), total
+                    )
+        return list(found.values())
+
+    def confidence(self, found: Found) -> float:
+        z = sum(
+            w * x
+            for w, x in zip(
+                self.config.weights, features(found, self.config.document_weight), strict=True
+            )
+        )
+        return 1.0 / (1.0 + math.exp(-z))
+
+    def candidates(self, prefix: str, suffix: str) -> list[tuple[str, float]]:
+        """(rest of line, confidence), most confident first."""
+        if not self.config.enabled:
+            return []
+        scored = [(f.text, self.confidence(f)) for f in self.find(prefix, suffix)]
+        scored.sort(key=lambda item: -item[1])
+        return scored

@@ -1,0 +1,136 @@
+"""The repository index and the retriever: exact lookups, atomic files, calibrated candidates."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from completiond.daemon.decoder import Query
+from completiond.daemon.model_slot import ModelSlot, load_index
+from completiond.daemon.retrieval import RetrievalConfig, Retriever, contexts
+from completiond.training.bundle import ModelStore
+from completiond.training.index import INDEX_FILE, IndexConfig, RepoIndex
+
+TOKEN_START = re.compile(r"\n|(?<!\w)\w|[^\w\s]")
+
+
+def brute_force(text: str, piece: str) -> list[int]:
+    """Token starts of `text` where `piece` occurs."""
+    return [m.start() for m in TOKEN_START.finditer(text) if text.startswith(piece, m.start())]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    files=st.lists(st.text(alphabet="ab( )\n.é", max_size=40), min_size=1, max_size=4),
+    cut=st.integers(0, 200),
+    length=st.integers(1, 12),
+    key_chars=st.integers(1, 6),
+)
+def test_a_span_holds_exactly_the_occurrences_at_token_starts(
+    files: list[str], cut: int, length: int, key_chars: int
+) -> None:
+    index = RepoIndex.build((f + "\n" for f in files), IndexConfig(key_chars=key_chars))
+    starts = [m.start() for m in TOKEN_START.finditer(index.text)]
+    start = starts[cut % len(starts)]
+    piece = index.text[start : start + length]
+    lo, hi = index.span(piece)
+    found = sorted(p for p in index.positions[lo:hi].tolist() if index.text.startswith(piece, p))
+    assert found == brute_force(index.text, piece)
+    if len(piece) <= key_chars:  # the whole span matches: no false positives to filter
+        assert hi - lo == len(found)
+    counts, total = index.continuations(piece, limit=10_000)
+    assert total == len(found)
+    assert sum(counts.values()) == sum(
+        1 for p in found if index.text[p + len(piece) :].split("\n", 1)[0].rstrip()
+    )
+
+
+def test_continuations_read_an_even_sample_of_common_pieces() -> None:
+    lines = [f"x = value_{i % 3}\n" for i in range(3000)]
+    index = RepoIndex.build(["".join(lines)])
+    counts, total = index.continuations("x = ", limit=100)
+    assert total == 3000
+    assert set(counts) == {"value_0", "value_1", "value_2"}  # not the first ones in sort order
+    assert all(900 <= c <= 1100 for c in counts.values())
+
+
+def test_the_index_file_round_trips_and_is_replaced_atomically(tmp_path: Path) -> None:
+    path = tmp_path / INDEX_FILE
+    RepoIndex.build(["naïve = 'ü'\n", "def f(x):\n    return x\n"]).save(path)
+    loaded = RepoIndex.load(path)
+    assert loaded.text == "\nnaïve = 'ü'\ndef f(x):\n    return x\n"
+    assert loaded.continuations("return ", 10) == ({"x": 1}, 1)
+    RepoIndex.build(["y = 2\n"]).save(path)
+    assert RepoIndex.load(path).text == "\ny = 2\n"
+    assert [p.name for p in tmp_path.iterdir()] == [INDEX_FILE]  # no staging file left
+
+
+def test_a_damaged_index_is_not_used_and_serving_goes_on(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    (tmp_path / INDEX_FILE).write_bytes(b"not an index")
+    assert load_index(store) is None
+    np.savez(tmp_path / INDEX_FILE, text=np.frombuffer(b"\nab\n", np.uint8), positions=[9],
+             key_chars=np.array(4))  # fmt: skip
+    with pytest.raises(ValueError, match="outside"):
+        RepoIndex.load(tmp_path / INDEX_FILE)
+    assert load_index(store) is None
+
+
+def test_contexts_go_from_two_lines_to_the_last_token() -> None:
+    prefix = "import os\n\ndef f(x):\n    return os.pa"
+    assert contexts(prefix) == [
+        "\ndef f(x):\n    return os.pa",
+        "\n    return os.pa",
+        "return os.pa",
+        "os.pa",
+        ".pa",
+        "pa",
+    ]
+    assert contexts("first li") == ["\nfirst li", "first li", "li"]
+
+
+def test_the_current_file_is_searched_above_and_below_the_cursor() -> None:
+    retriever = Retriever(None)
+    above = "conn = open_conn(host, port=8080)\nx = 1\nconn = open_c"
+    best, confidence = retriever.candidates(above, "")[0]
+    assert best == "onn(host, port=8080)" and 0 < confidence < 1
+    # The same line after the same previous line: a more specific match, more confidence.
+    again = "y = 2\nconn = open_conn(host, port=8080)\nx = 1\ny = 2\nconn = open_c"
+    assert retriever.candidates(again, "")[0] == (best, pytest.approx(0.47, abs=0.1))
+    assert retriever.candidates(again, "")[0][1] > confidence
+    below = "\nlater = 2\nconn = open_conn(host, port=9090)\n"
+    assert retriever.candidates("x = 1\nconn = open_c", below)[0][0] == "onn(host, port=9090)"
+    # The rest of the cursor's own line is not a source: it follows the cursor already.
+    assert retriever.candidates("conn = open_c", "onn(a)\n") == []
+
+
+def test_more_evidence_means_more_confidence() -> None:
+    retriever = Retriever(None)
+    once = retriever.candidates("a = compute(1)\nb = comp", "")[0][1]
+    often = retriever.candidates("a = compute(1)\n" * 5 + "b = comp", "")[0][1]
+    split = retriever.candidates("a = compute(1)\na = compute(2)\nb = comp", "")
+    assert once < often
+    assert {t for t, _ in split} == {"ute(1)", "ute(2)"} and split[0][1] < often
+
+
+def test_disabled_retrieval_finds_nothing() -> None:
+    assert Retriever(None, RetrievalConfig(enabled=False)).candidates("a = 1\na = ", "") == []
+
+
+def test_training_writes_the_index_and_serving_answers_from_it(
+    trained_store: ModelStore, fixture_repo: Path
+) -> None:
+    index = load_index(trained_store)
+    assert index is not None and "def handler_" in index.text
+    assert "hunter2" not in index.text  # an ignored file is not indexed
+    served = ModelSlot(trained_store).load_current()
+    assert served.decoder.retriever is not None and served.decoder.retriever.index is not None
+    # A document the daemon never saw: the key that goes with handler 307 is in the repository.
+    prefix = "import os\n\n\ndef handler_307(request):\n    value = request.g"
+    candidates = served.decoder.complete(Query(prefix=prefix))
+    assert candidates[0].text == 'et("key_307")'
