@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/retrain.py
 	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/calibrate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -4,12 +4,15 @@ Trains (or reuses) a model on Python standard-library packages (code this projec
 write), starts `completiond serve` as its own process, and replays typing over held-out files
 from client processes: every keystroke is a Complete request with the text before the cursor,
 as an editor would send it. Prints one table with p50/p90/p99 per scenario and its ratio to the
-model-only floor measured in the same run, throughput under 1, 4 and 16 concurrent clients,
-resident memory, idle CPU and the time to the first answer. The floor is measured on the same
-requests: the daemon's decoder run in this process, timing each onnxruntime call.
+same requests decoded in this process (no gRPC), the share of requests that ran the model and
+the model-only time of those (each onnxruntime call timed), throughput under 1, 4 and 16
+concurrent clients, resident memory, idle CPU and the time to the first answer. The store's
+repository index is rebuilt from the training files only, so the typed files are new to it, as
+a file being written is.
 
     .venv/bin/python bench/latency.py                   # trains 1 minute first (~4 minutes)
     .venv/bin/python bench/latency.py --store DIR       # reuse a store trained before
+    .venv/bin/python bench/latency.py --model-below 2   # the model on every request
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from bpc import PACKAGES, stdlib_corpus  # bench/ is on the path when this scrip
 from completiond.clients.client import Client
 from completiond.daemon.decoder import Decoder, DecoderConfig, Query
 from completiond.daemon.engine import OnnxEngine, State
+from completiond.daemon.retrieval import RetrievalConfig, Retriever
 from completiond.daemon.state_cache import ContextConfig, DocumentStates
 from completiond.training.bundle import Bundle, ModelStore
-from completiond.training.corpus import build_corpus
+from completiond.training.corpus import build_corpus, read_texts
+from completiond.training.index import INDEX_FILE, RepoIndex
 
 CLI = [sys.executable, "-m", "completiond.clients.cli"]
 MAX_CHARS = 80
@@ -109,10 +114,10 @@ class TimedEngine:
 class InProcess:
     """The daemon's decoder in this process: the same requests without gRPC, with model time."""
 
-    def __init__(self, bundle: Bundle) -> None:
+    def __init__(self, bundle: Bundle, retriever: Retriever) -> None:
         self.engine = TimedEngine(OnnxEngine(bundle.model_path, bundle.tokenizer.vocab_size))
         states = DocumentStates(self.engine, bundle.tokenizer, ContextConfig())
-        self.decoder = Decoder(self.engine, bundle.tokenizer, states, DecoderConfig())
+        self.decoder = Decoder(self.engine, bundle.tokenizer, states, DecoderConfig(), retriever)
         self.model_times: list[float] = []
 
     def complete(self, prefix: str, document_id: str, max_chars: int) -> None:
@@ -153,7 +158,15 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=60, help="keystrokes per typing session")
     parser.add_argument("--seconds", type=float, default=15.0, help="per throughput run")
     parser.add_argument("--workers", type=int, default=0, help="daemon RPC threads (0: default)")
+    parser.add_argument(
+        "--model-below",
+        type=float,
+        default=RetrievalConfig.model_below,
+        help="as `serve --model-below`: the model runs below this retrieval confidence",
+    )
+    parser.add_argument("--no-retrieval", action="store_true", help="as `serve --no-retrieval`")
     args = parser.parse_args()
+    retrieval = RetrievalConfig(enabled=not args.no_retrieval, model_below=args.model_below)
 
     scratch = Path(tempfile.mkdtemp(prefix="completiond-latency-"))
     repo = stdlib_corpus(scratch / "corpus", PACKAGES)
@@ -167,13 +180,28 @@ def main() -> None:
     bundle = ModelStore(store).current()
     corpus = build_corpus(repo)
     held_out = [(repo / f).read_text() for f in corpus.val_files]
+    index = RepoIndex.build(read_texts(repo, corpus.train_files).values())
+    index.save(store / INDEX_FILE)  # what the daemon loads: the typed files are not in it
 
     socket = scratch / "d.sock"
     address = f"unix://{socket}"
     started = time.monotonic()
     daemon = subprocess.Popen(
-        [*CLI, "serve", "--repo", str(repo), "--store", str(store), "--socket", str(socket)]
-        + (["--workers", str(args.workers)] if args.workers else []),
+        [
+            *CLI,
+            "serve",
+            "--repo",
+            str(repo),
+            "--store",
+            str(store),
+            "--socket",
+            str(socket),
+            "--no-watch",
+            "--model-below",
+            str(args.model_below),
+        ]
+        + (["--workers", str(args.workers)] if args.workers else [])
+        + (["--no-retrieval"] if args.no_retrieval else []),
         stderr=subprocess.DEVNULL,
     )
     first_answer = None
@@ -187,7 +215,7 @@ def main() -> None:
     try:
         with Client(address, timeout_s=10) as client:
             over_grpc = scenarios(client, held_out, args.keys)
-        local = InProcess(bundle)
+        local = InProcess(bundle, Retriever(index, retrieval))
         in_process = scenarios(local, held_out, args.keys)
         # model-only times, in the order scenarios() made its requests (openings excluded)
         times, n_open = local.model_times, 8
@@ -195,21 +223,24 @@ def main() -> None:
         keyed = [t for i, t in enumerate(times[: warm_n + n_open]) if i % args.keys != 0]
         model_only = [keyed, times[warm_n + n_open : warm_n + n_open + 150], times[-150:]]
 
+        how = "off" if args.no_retrieval else f"the model runs below {args.model_below:g}"
         print(f"model {bundle.version}: {bundle.meta['model']}, int8 weights: "
-              f"{bundle.meta.get('weights', {}).get('int8')}\n")  # fmt: skip
-        print("| scenario | n | p50 ms | p90 ms | p99 ms | in-process p50 ms | model-only p50 ms "
-              "| p50 / model-only |")  # fmt: skip
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+              f"{bundle.meta.get('weights', {}).get('int8')}; retrieval: {how}\n")  # fmt: skip
+        print("| scenario | n | p50 ms | p90 ms | p99 ms | in-process p50 ms | model ran "
+              "| model-only p50 ms (when run) | p50 / in-process |")  # fmt: skip
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         names = ["warm keystroke", "cold document (4,000 chars)", "first completion after Warm"]
         for name, samples, local_samples, model in zip(
             names, over_grpc, in_process, model_only, strict=True
         ):
             p50, p90, p99 = percentiles(samples)
-            floor = float(np.percentile(np.array(model) * 1000, 50))
+            ran = [t for t in model if t > 0]
+            floor = f"{np.percentile(np.array(ran) * 1000, 50):.2f}" if ran else "-"
             local_p50 = percentiles(local_samples)[0]
             print(
                 f"| {name} | {len(samples)} | {p50:.2f} | {p90:.2f} | {p99:.2f} | "
-                f"{local_p50:.2f} | {floor:.2f} | {p50 / floor:.1f}x |"
+                f"{local_p50:.2f} | {100 * len(ran) / len(model):.0f}% | {floor} | "
+                f"{p50 / local_p50:.1f}x |"
             )
 
         print("\n| concurrent clients | completions/s | p50 ms | p99 ms | errors | daemon CPU |")

@@ -10,7 +10,9 @@ does; the held-out files are what every system is measured on):
 
 Systems, each trained under the same wall-clock budget on the training files:
 
-- `product`: the default model (ModelConfig(), TrainConfig()) served as the daemon serves it;
+- `product`: the default model (ModelConfig(), TrainConfig()) served as the daemon serves it,
+  with retrieval from an index of the training files (the held-out files are not in it);
+- `model alone`: the same model without retrieval (`serve --no-retrieval`);
 - `lstm-128`: the "classic toy", a 1x128 character LSTM over 60-character windows, greedy;
 - `ngram`: a token 4-gram model with interpolated Kneser-Ney smoothing and a cache of the
   current file (bench/baselines.py).
@@ -41,6 +43,7 @@ from bpc import PACKAGES, stdlib_corpus
 
 from completiond.daemon.evaluate import EvalConfig, EvalReport, evaluate, held_out_retriever
 from completiond.daemon.model_slot import ModelSlot
+from completiond.daemon.retrieval import RetrievalConfig
 from completiond.training.bundle import ModelStore
 from completiond.training.corpus import Corpus, build_corpus, read_texts
 from completiond.training.model import ModelConfig
@@ -156,9 +159,14 @@ def run_corpus(
         (
             "product",
             product.decoder.complete,
-            f"product 1x{bundle.meta['model']['hidden_size']}, beam 4: "
+            f"product 1x{bundle.meta['model']['hidden_size']}: retrieval (index of the training "
+            f"files + the file), the model (beam 4) when nothing is found; "
             f"{bundle.meta['val_bpc']:.3f} bits/char, {time.monotonic() - start:.0f} s",
         )
+    )
+    alone = ModelSlot(store, retrieval_config=RetrievalConfig(enabled=False)).load_current()
+    systems.append(
+        ("model alone", alone.decoder.complete, "model alone: the product's model, no retrieval")
     )
 
     start = time.monotonic()

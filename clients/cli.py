@@ -14,6 +14,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from completiond import __version__
+from completiond.daemon.retrieval import RetrievalConfig
 from completiond.errors import CompletiondError, DaemonUnreachable
 from completiond.training.bundle import ModelStore
 from completiond.training.locations import default_store_dir, repo_root
@@ -78,6 +79,27 @@ def _add_device(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _add_retrieval(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-retrieval",
+        action="store_true",
+        help="complete with the model alone (no lines copied from the repository or the file)",
+    )
+    p.add_argument(
+        "--model-below",
+        type=float,
+        default=RetrievalConfig.model_below,
+        metavar="CONF",
+        help="run the model too when the best copied line's confidence is below CONF "
+        f"(default: {RetrievalConfig.model_below:g}; 0: only when nothing is found; "
+        "above 1: always)",
+    )
+
+
+def _retrieval(args: argparse.Namespace) -> RetrievalConfig:
+    return RetrievalConfig(enabled=not args.no_retrieval, model_below=args.model_below)
+
+
 def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides = {"hidden_size": args.hidden_size, "num_layers": args.layers}
     return {k: v for k, v in overrides.items() if v is not None}
@@ -118,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         "in minutes (default: 5)",
     )
     _add_device(p, "device of the training runs")
+    _add_retrieval(p)
     p.add_argument(
         "--no-watch", action="store_true", help="do not retrain when the repository changes"
     )
@@ -222,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--report", type=Path, metavar="DIR", help="write report.md, report.json and PNG plots"
     )
+    _add_retrieval(p)
     _add_repo(p)
     _add_store(p)
     p.set_defaults(run=cmd_eval)
@@ -251,6 +275,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         repo=repo_root(args.repo),
         store=args.store,
         first_train_minutes=args.minutes,
+        retrieval=_retrieval(args),
         server=ServerConfig(
             socket_path=args.socket,
             listen=args.listen,
@@ -473,7 +498,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         min_confidence=args.min_confidence,
         replay_lines=args.replay_lines,
     )
-    report = run_eval(repo, args.store or default_store_dir(repo), config, args.report)
+    report = run_eval(
+        repo, args.store or default_store_dir(repo), config, args.report, _retrieval(args)
+    )
     print(json.dumps(report.summary(), indent=2) if args.json else report.to_markdown())
     return 0
 

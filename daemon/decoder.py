@@ -31,9 +31,6 @@ ScoredLines = list[tuple[Sequence[int] | np.ndarray, float]]  # character ids, l
 class DecoderConfig:
     default_max_chars: int = 80  # candidate length when the request does not say
     beam_width: int = 4  # beams kept at temperature 0 (at least the number of candidates asked)
-    # The model is not run when the n-th best retrieved candidate is at least this confident
-    # (above 1: always run it).
-    skip_model_confidence: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -96,9 +93,8 @@ class Decoder:
             if self.retriever is not None and not sampling
             else []
         )
-        if len(retrieved) >= query.n and (
-            retrieved[query.n - 1][1] >= self.config.skip_model_confidence
-        ):
+        confident = self.retriever is not None and len(retrieved) >= query.n
+        if confident and retrieved[query.n - 1][1] >= self.retriever.config.model_below:
             return postprocess([], query, retrieved)
         logits, state = self.states.read(query.prefix, query.document)
         search = self._sample if sampling else self._beam_search

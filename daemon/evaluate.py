@@ -39,7 +39,7 @@ from completiond.training.corpus import read_texts
 from completiond.training.index import RepoIndex
 
 from .decoder import Candidate, Query
-from .retrieval import Retriever
+from .retrieval import RetrievalConfig, Retriever
 
 MODES = ("typed", "random")
 CONFIDENCE_BUCKETS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)  # [a, b), the last one [0.9, 1]
@@ -206,6 +206,12 @@ class QueryResult:
     edit_similarity: float
     latency_s: float
 
+    @property
+    def accepted(self) -> bool:
+        """A non-empty prefix of the truth (blanks between tokens aside): what a user keeps."""
+        typed_ahead = " ".join(self.prediction.split())
+        return bool(typed_ahead) and " ".join(self.truth.split()).startswith(typed_ahead)
+
 
 @dataclass
 class Bucket:
@@ -268,12 +274,20 @@ class ModeResult:
 
     def precision_coverage(
         self, thresholds: Sequence[float] = THRESHOLDS
-    ) -> list[tuple[float, float, float]]:
-        """(t, share of all queries answered with confidence >= t, exact match among them)."""
+    ) -> list[tuple[float, float, float, float]]:
+        """(t, share of all queries answered with confidence >= t, exact match among them,
+        share of them that a user would accept at least in part: a prefix of the truth)."""
         rows = []
         for t in thresholds:
             kept = [r for r in self.results if r.confidence is not None and r.confidence >= t]
-            rows.append((t, len(kept) / max(1, self.count), _mean([r.exact for r in kept])))
+            rows.append(
+                (
+                    t,
+                    len(kept) / max(1, self.count),
+                    _mean([r.exact for r in kept]),
+                    _mean([r.accepted for r in kept]),
+                )
+            )
         return rows
 
     def by_bucket(self, key: Callable[[QueryResult], int], edges: Sequence[int]) -> list[Bucket]:
@@ -481,11 +495,13 @@ class EvalReport:
                 )
             out += [
                 "",
-                "| threshold | coverage | exact match when shown |",
-                "|---:|---:|---:|",
+                "| threshold | coverage | exact match when shown | a prefix of the truth |",
+                "|---:|---:|---:|---:|",
             ]
-            for t, coverage, precision in r.precision_coverage():
-                out.append(f"| >= {t:g} | {_pct(coverage)} | {_pct(precision)} |")
+            for t, coverage, precision, accepted in r.precision_coverage():
+                out.append(
+                    f"| >= {t:g} | {_pct(coverage)} | {_pct(precision)} | {_pct(accepted)} |"
+                )
         out += _bucket_tables(self.modes)
         out += [
             "",
@@ -721,14 +737,31 @@ def evaluate(
     return EvalReport(system, config, sorted(texts), len(lines), modes, keystrokes)
 
 
-def held_out_retriever(repo: Path, train_files: Sequence[str]) -> Retriever:
+def _retrieval_note(config: RetrievalConfig, files: int) -> str:
+    if not config.enabled:
+        return "retrieval off: the model alone"
+    when = (
+        "when nothing is found"
+        if config.model_below <= 0
+        else f"when the best copied line's confidence is below {config.model_below:g}"
+    )
+    return f"retrieval from an index of the {files} training files and the file; the model {when}"
+
+
+def held_out_retriever(
+    repo: Path, train_files: Sequence[str], config: RetrievalConfig | None = None
+) -> Retriever:
     """A retriever whose index has the training files only. The store's index has every file,
     and an evaluation that finds the held-out line itself in the index measures nothing."""
-    return Retriever(RepoIndex.build(read_texts(repo, train_files).values()))
+    return Retriever(RepoIndex.build(read_texts(repo, train_files).values()), config)
 
 
 def run_eval(
-    repo: Path, store_dir: Path, config: EvalConfig | None = None, report_dir: Path | None = None
+    repo: Path,
+    store_dir: Path,
+    config: EvalConfig | None = None,
+    report_dir: Path | None = None,
+    retrieval: RetrievalConfig | None = None,
 ) -> EvalReport:
     """Evaluate the store's current model on its held-out files (the training run's split,
     recomputed: it depends on the paths only) and write the report to `report_dir` if given."""
@@ -743,7 +776,8 @@ def run_eval(
     corpus = build_corpus(repo)
     if not corpus.val_files:
         raise CorpusError(f"{repo} has a single trainable file: no held-out file to evaluate on")
-    served.decoder.retriever = held_out_retriever(repo, corpus.train_files)
+    retriever = held_out_retriever(repo, corpus.train_files, retrieval)
+    served.decoder.retriever = retriever
     meta = served.bundle.meta
     report = evaluate(
         served.decoder.complete,
@@ -757,6 +791,7 @@ def run_eval(
         f"model {served.version}: {model.get('num_layers', '?')}x{model.get('hidden_size', '?')} "
         f"character LSTM, validation {meta.get('val_bpc', math.nan):.3f} bits/char"
     )
+    report.notes.append(_retrieval_note(retriever.config, len(corpus.train_files)))
     if meta.get("corpus", {}).get("fingerprint") not in (None, corpus.fingerprint):
         report.notes.append(
             "the repository changed since this model was trained: the held-out files are the "

@@ -33,9 +33,12 @@ DEFAULT_WEIGHTS = (-0.312, 1.582, 1.878, 1.132, 0.045, -0.748, 0.214, 0.357)
 @dataclass
 class RetrievalConfig:
     enabled: bool = True
+    # The model runs too when the n-th best candidate found here is less confident than this
+    # (0: only when nothing is found; above 1: always).
+    model_below: float = 0.0
     max_candidates: int = 16  # distinct continuations collected, most specific contexts first
     min_anchor_chars: int = 2  # shortest context (after the line's start) worth looking up
-    occurrences_read: int = 400  # per context, in the index (an even sample beyond)
+    occurrences_read: int = 100  # per context, in the index (an even sample beyond)
     document_occurrences: int = 200  # per context, in the current file
     document_chars: int = 200_000  # of the current file searched, each side of the cursor
     document_weight: float = 3.0  # one occurrence in the current file counts this many times

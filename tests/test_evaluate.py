@@ -136,10 +136,20 @@ def test_calibration_buckets_and_precision_coverage() -> None:
     assert buckets["[0.9, 1]"].mean_confidence == pytest.approx(0.95)
     assert mode.answer_rate == pytest.approx(5 / 6)
     assert mode.exact_match == pytest.approx(3 / 6)
-    rows = {t: (coverage, precision) for t, coverage, precision in mode.precision_coverage()}
+    rows = {t: (coverage, precision) for t, coverage, precision, _ in mode.precision_coverage()}
     assert rows[0.0] == (pytest.approx(5 / 6), pytest.approx(3 / 5))
     assert rows[0.2] == (pytest.approx(4 / 6), pytest.approx(3 / 4))
     assert rows[0.9] == (pytest.approx(2 / 6), 1.0)
+
+
+def test_a_prefix_of_the_truth_counts_as_accepted() -> None:
+    def result(prediction: str) -> QueryResult:
+        return QueryResult("f.py", 1, 0, 10, "", "foo(a,  b) + c", prediction, 0.5, False, 0, 0)
+
+    assert result("foo(a, b)").accepted and result("fo").accepted
+    assert not result("foo(b)").accepted and not result("").accepted
+    mode = ModeResult("typed", [result("foo(a, b)"), result("bar")])
+    assert mode.precision_coverage((0.0,)) == [(0.0, 1.0, 0.0, 0.5)]
 
 
 # --- queries --------------------------------------------------------------------------------
