@@ -409,8 +409,24 @@ def _print_status(status: dict[str, Any]) -> None:
             )
         if status.get("executionProvider"):
             rows.append(("provider", status["executionProvider"]))
+        if "retrieval" in status:
+            rows.append(("retrieval", _retrieval_line(status["retrieval"])))
     for key, value in rows:
         print(f"{key:<11} {value}")
+
+
+def _retrieval_line(info: dict[str, Any]) -> str:
+    if not info.get("enabled"):
+        return "off (the model alone)"
+    chars = int(info.get("indexedChars", 0))
+    index = (
+        f"index of {chars:,} chars ({int(info['indexedPlaces']):,} places)"
+        if chars
+        else "no repository index yet (the current file only)"
+    )
+    below = float(info.get("modelBelow", 0))
+    model = f"below confidence {below:g}" if below > 0 else "when nothing is found"
+    return f"{index}; the model runs {model}"
 
 
 def _offline_status(args: argparse.Namespace) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from .decoder import Query
 from .feedback import FeedbackCounts
 from .metrics import RequestMetrics
 from .model_slot import ModelSlot, ServedModel
+from .retrieval import Retriever
 from .trainer import TrainingRunner
 from .watcher import RepoWatcher
 
@@ -138,6 +139,18 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
         return pb.FeedbackResponse()
 
 
+def retrieval_info(retriever: Retriever | None) -> pb.RetrievalInfo:
+    if retriever is None or not retriever.config.enabled:
+        return pb.RetrievalInfo(enabled=False)
+    index = retriever.index
+    return pb.RetrievalInfo(
+        enabled=True,
+        indexed_chars=len(index.text) if index else 0,
+        indexed_places=len(index.positions) if index else 0,
+        model_below=retriever.config.model_below,
+    )
+
+
 def model_info(model: ServedModel) -> pb.ModelInfo:
     meta = model.bundle.meta
     corpus = meta.get("corpus", {})
@@ -195,6 +208,7 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
                 pb.ClientFeedback(client=client, **counts)
                 for client, counts in self.feedback.snapshot().items()
             ],
+            retrieval=retrieval_info(model.decoder.retriever) if model else None,
         )
 
     def Retrain(

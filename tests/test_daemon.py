@@ -107,6 +107,9 @@ def test_status_health_and_reflection(running_daemon: Daemon) -> None:
     assert status.model.val_bpc > 0 and status.model.train_files >= 1
     assert status.training_state == "idle" and status.requests_total >= 1
     assert status.execution_provider == "CPUExecutionProvider"
+    assert status.retrieval.enabled and status.retrieval.model_below == 0
+    index = running_daemon.slot.get().decoder.retriever.index
+    assert status.retrieval.indexed_chars == len(index.text) > 1000
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     names = {s.name for s in answer.list_services_response.service}
     assert {"completiond.v1.CompletionService", "completiond.v1.ModelService"} <= names

@@ -136,7 +136,7 @@ class ModelInfo(_message.Message):
     def __init__(self, version: _Optional[str] = ..., created_unix: _Optional[float] = ..., val_bpc: _Optional[float] = ..., parameters: _Optional[int] = ..., vocab_size: _Optional[int] = ..., train_files: _Optional[int] = ..., val_files: _Optional[int] = ..., train_chars: _Optional[int] = ..., commit: _Optional[str] = ..., config_json: _Optional[str] = ..., bundle_dir: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("repo", "store", "model", "training_state", "last_training_result", "requests_total", "requests_failed", "uptime_seconds", "listen_address", "daemon_version", "execution_provider", "pid", "watching", "file_events", "versions", "feedback")
+    __slots__ = ("repo", "store", "model", "training_state", "last_training_result", "requests_total", "requests_failed", "uptime_seconds", "listen_address", "daemon_version", "execution_provider", "pid", "watching", "file_events", "versions", "feedback", "retrieval")
     REPO_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +153,7 @@ class StatusResponse(_message.Message):
     FILE_EVENTS_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     FEEDBACK_FIELD_NUMBER: _ClassVar[int]
+    RETRIEVAL_FIELD_NUMBER: _ClassVar[int]
     repo: str
     store: str
     model: ModelInfo
@@ -169,7 +170,20 @@ class StatusResponse(_message.Message):
     file_events: int
     versions: _containers.RepeatedScalarFieldContainer[str]
     feedback: _containers.RepeatedCompositeFieldContainer[ClientFeedback]
-    def __init__(self, repo: _Optional[str] = ..., store: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., training_state: _Optional[str] = ..., last_training_result: _Optional[str] = ..., requests_total: _Optional[int] = ..., requests_failed: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., listen_address: _Optional[str] = ..., daemon_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., pid: _Optional[int] = ..., watching: _Optional[bool] = ..., file_events: _Optional[int] = ..., versions: _Optional[_Iterable[str]] = ..., feedback: _Optional[_Iterable[_Union[ClientFeedback, _Mapping]]] = ...) -> None: ...
+    retrieval: RetrievalInfo
+    def __init__(self, repo: _Optional[str] = ..., store: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., training_state: _Optional[str] = ..., last_training_result: _Optional[str] = ..., requests_total: _Optional[int] = ..., requests_failed: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., listen_address: _Optional[str] = ..., daemon_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., pid: _Optional[int] = ..., watching: _Optional[bool] = ..., file_events: _Optional[int] = ..., versions: _Optional[_Iterable[str]] = ..., feedback: _Optional[_Iterable[_Union[ClientFeedback, _Mapping]]] = ..., retrieval: _Optional[_Union[RetrievalInfo, _Mapping]] = ...) -> None: ...
+
+class RetrievalInfo(_message.Message):
+    __slots__ = ("enabled", "indexed_chars", "indexed_places", "model_below")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    INDEXED_CHARS_FIELD_NUMBER: _ClassVar[int]
+    INDEXED_PLACES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_BELOW_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    indexed_chars: int
+    indexed_places: int
+    model_below: float
+    def __init__(self, enabled: _Optional[bool] = ..., indexed_chars: _Optional[int] = ..., indexed_places: _Optional[int] = ..., model_below: _Optional[float] = ...) -> None: ...
 
 class RetrainRequest(_message.Message):
     __slots__ = ("minutes", "full")
