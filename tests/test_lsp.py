@@ -317,14 +317,16 @@ class LspSession:
 
 @pytest.fixture
 def start_lsp(tmp_path: Path) -> Iterator[Callable[..., LspSession]]:
-    """Starts `python -m completiond.clients.lsp ARGS...`; every session is killed at the end."""
+    """Starts `python -m completiond.clients.lsp ARGS...`, showing every candidate (the tiny
+    model is rarely sure: the default threshold would hide most); every session is killed at
+    the end."""
     sessions: list[LspSession] = []
 
     def start(*args: str) -> LspSession:
         stderr_path = tmp_path / f"lsp-{len(sessions)}.log"
         with stderr_path.open("wb") as stderr:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "completiond.clients.lsp", *args],
+                [sys.executable, "-m", "completiond.clients.lsp", "--min-confidence", "0", *args],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=stderr,

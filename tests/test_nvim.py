@@ -147,7 +147,8 @@ def test_completion_menu_in_headless_neovim(
     init.write_text(
         f"vim.opt.runtimepath:prepend({json.dumps(str(PLUGIN))})\n"
         'vim.opt.completeopt = "menuone,noinsert"\n'
-        f'require("completiond").setup({{ cmd = {{ {", ".join(map(json.dumps, cmd))} }} }})\n'
+        f'require("completiond").setup({{ cmd = {{ {", ".join(map(json.dumps, cmd))} }}, '
+        "min_confidence = 0 })\n"
     )
     driver = tmp_path / "driver.lua"
     driver.write_text(

@@ -82,7 +82,7 @@ def test_the_extension_declares_its_settings_and_ignores_its_build(extension: Pa
     } == {
         "completiond.command": "completiond",
         "completiond.args": ["lsp"],
-        "completiond.minConfidence": 0,
+        "completiond.minConfidence": 0.6,
         "completiond.maxChars": 80,
         "completiond.enable": True,
     }

@@ -80,7 +80,7 @@ export const DEFAULT_SETTINGS: Readonly<Settings> = Object.freeze({
   command: "completiond",
   args: ["lsp"],
   maxChars: 80,
-  minConfidence: 0,
+  minConfidence: 0.6,
 });
 
 /** The `completiond.*` settings, read through `get` (e.g. a `WorkspaceConfiguration`'s). A value

@@ -10,7 +10,7 @@ local M = {}
 local defaults = {
   cmd = { "completiond", "lsp" }, -- the language server; --repo and the options below are added
   filetypes = nil, -- list of filetypes to attach to; nil: every file buffer
-  min_confidence = nil, -- 0..1: leave out less likely candidates (nil: the server's default, 0)
+  min_confidence = nil, -- 0..1: leave out less likely candidates (nil: the bridge's default, 0.6)
   max_chars = nil, -- 1..400: longest completion (nil: the server's default, 80)
   root_markers = { ".git" }, -- the repository root is the nearest directory holding one of these
   inline = true, -- ghost text where Neovim supports LSP inline completion (>= 0.12)

@@ -65,6 +65,7 @@ class Bridge {
     // The extension's own command line: `args... --max-chars N --min-confidence C`.
     const line = bridgeCommand({
       ...DEFAULT_SETTINGS,
+      minConfidence: 0, // the tiny test model is rarely sure: every suggestion, to see them
       command,
       args: [...args, "--socket", COMPLETIOND_TEST_SOCKET as string, "--repo", repo],
     });

@@ -149,7 +149,7 @@ describe("settings", () => {
     assert.deepEqual(settings, DEFAULT_SETTINGS);
     assert.deepEqual(bridgeCommand(settings), {
       command: "completiond",
-      args: ["lsp", "--max-chars", "80", "--min-confidence", "0"],
+      args: ["lsp", "--max-chars", "80", "--min-confidence", "0.6"],
     });
   });
 
