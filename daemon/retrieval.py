@@ -50,23 +50,30 @@ class Found:
     """A continuation and how it was found: the inputs of its confidence."""
 
     text: str
-    rank: int  # of the context that found it: 0 previous + current line, 1 current line, ...
+    rank: int  # of the context that found it: 0 previous + current line, 1 current line, 2 token
     context_chars: int  # length of that context, blanks stripped
     repo_count: int  # occurrences of context + text in the index
     document_count: int  # ... and in the current file
     total: int  # occurrences of the context followed by a non-blank rest of line, both places
 
 
-def contexts(prefix: str) -> list[str]:
-    """The pieces of text before the cursor to look up, most specific first."""
+def contexts(prefix: str, max_chars: int = 240) -> list[tuple[int, str]]:
+    """The pieces of text before the cursor to look up, most specific first, with their rank:
+    0 the previous line and the current one, 1 the current line from its start, 2 and more the
+    current line from each of its tokens. None is longer than `max_chars` (a minified line of
+    thousands of tokens costs no more than a normal one)."""
     line_start = prefix.rfind("\n") + 1
     line = prefix[line_start:]
     found = []
-    if line_start:  # the previous line and the current one, from the line break before them
+    if line_start:  # from the line break before the previous line
         before = prefix.rfind("\n", 0, line_start - 1)
-        found.append(prefix[before:] if before >= 0 else "\n" + prefix)
-    found.append("\n" + line)
-    found.extend(line[m.start() :] for m in _TOKEN.finditer(line))
+        both = prefix[before:] if before >= 0 else "\n" + prefix
+        if len(both) <= max_chars:
+            found.append((0, both))
+    if len(line) < max_chars:
+        found.append((1, "\n" + line))
+    first = len(line) - max_chars
+    found.extend((2, line[m.start() :]) for m in _TOKEN.finditer(line) if m.start() >= first)
     return found
 
 
@@ -115,7 +122,7 @@ class Retriever:
         if below >= 0:
             document += suffix[below + 1 : below + 1 + config.document_chars]
         found: dict[str, Found] = {}
-        for rank, context in enumerate(contexts(prefix)):
+        for rank, context in contexts(prefix):
             if rank > 1 and len(context.strip()) < config.min_anchor_chars:
                 break
             repo, _ = (

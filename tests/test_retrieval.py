@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -84,14 +85,26 @@ def test_a_damaged_index_is_not_used_and_serving_goes_on(tmp_path: Path) -> None
 def test_contexts_go_from_two_lines_to_the_last_token() -> None:
     prefix = "import os\n\ndef f(x):\n    return os.pa"
     assert contexts(prefix) == [
-        "\ndef f(x):\n    return os.pa",
-        "\n    return os.pa",
-        "return os.pa",
-        "os.pa",
-        ".pa",
-        "pa",
+        (0, "\ndef f(x):\n    return os.pa"),
+        (1, "\n    return os.pa"),
+        (2, "return os.pa"),
+        (2, "os.pa"),
+        (2, ".pa"),
+        (2, "pa"),
     ]
-    assert contexts("first li") == ["\nfirst li", "first li", "li"]
+    assert contexts("first li") == [(1, "\nfirst li"), (2, "first li"), (2, "li")]
+
+
+def test_a_huge_line_is_looked_up_from_its_end_only() -> None:
+    line = "x = [" + ", ".join(f"item_{i}" for i in range(5000))
+    found = contexts("import os\n" + line, max_chars=40)
+    assert found and all(len(c) <= 40 for _, c in found) and {r for r, _ in found} == {2}
+    assert found[-1] == (2, "item_4999")
+    retriever = Retriever(RepoIndex.build([line + "]\n"]))
+    start = time.perf_counter()
+    candidates = retriever.candidates("import os\n" + line, "")
+    assert time.perf_counter() - start < 0.5
+    assert candidates[0][0] == "]"
 
 
 def test_the_current_file_is_searched_above_and_below_the_cursor() -> None:
