@@ -108,6 +108,8 @@ def features(found: Found, document_weight: float) -> list[float]:
 
 
 class Retriever:
+    """Looks up the text before the cursor; one per served model (its index is the store's)."""
+
     def __init__(self, index: RepoIndex | None, config: RetrievalConfig | None = None) -> None:
         self.index = index  # None: the current file only
         self.config = config or RetrievalConfig()
@@ -125,10 +127,10 @@ class Retriever:
         for rank, context in contexts(prefix):
             if rank > 1 and len(context.strip()) < config.min_anchor_chars:
                 break
-            repo, _ = (
+            repo = (
                 self.index.continuations(context, config.occurrences_read)
                 if self.index is not None
-                else ({}, 0)
+                else {}
             )
             doc = _document_continuations(document, context, config.document_occurrences)
             total = sum(repo.values()) + sum(doc.values())

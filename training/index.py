@@ -111,22 +111,20 @@ class RepoIndex:
         hi = bisect.bisect_left(self.positions, after, lo, key=at)
         return lo, hi
 
-    def continuations(self, piece: str, limit: int) -> tuple[dict[str, int], int]:
-        """What follows `piece` up to the end of its line, with counts, and how often `piece`
-        occurs. Past `limit` occurrences, an evenly spaced sample of them is read (the range is
-        sorted by what follows, so its first ones would be a biased sample) and both the counts
-        and the total are estimates scaled from it. Blank continuations are left out."""
+    def continuations(self, piece: str, limit: int) -> dict[str, int]:
+        """What follows `piece` up to the end of its line, with counts (blank ones left out).
+        Past `limit` occurrences, an evenly spaced sample of them is read (the range is sorted
+        by what follows, so its first ones would be a biased sample) and the counts are scaled
+        from it."""
         lo, hi = self.span(piece)
         step = max(1, -(-(hi - lo) // limit))
         text, n = self.text, len(piece)
         counts: dict[str, int] = {}
-        found = 0
         for p in self.positions[lo:hi:step].tolist():
             if n > self.key_chars and not text.startswith(piece, p):
                 continue
-            found += step
             end = text.find("\n", p + n)
             rest = text[p + n : end if end >= 0 else len(text)].rstrip()
             if rest:
                 counts[rest] = counts.get(rest, 0) + step
-        return counts, found
+        return counts
