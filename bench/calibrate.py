@@ -1,17 +1,20 @@
-"""Fit the retriever's confidence model and show how well it carries over to other code.
+"""The retriever's confidence model: the defaults, per-repository fits, and how well they hold.
 
 For each corpus (held out by file exactly as `completiond train` splits it), the index is built
 from the training files only, and every candidate the retriever finds for real held-out lines
 (both cursor modes of `completiond eval`) is labelled right or wrong (exact match with the rest
-of the line). A logistic model of `daemon/retrieval.features` is fitted on the first corpus;
-then, for every corpus, with the fitted weights: exact match of the most confident candidate,
-the calibration table (exact-match rate per confidence bucket) and precision/coverage per
-threshold. No model is trained: this measures the retriever alone, in about a minute.
+of the line). Three sets of weights are then judged on every corpus: a plain fit on the first
+corpus' held-out lines (what DEFAULT_WEIGHTS in daemon/retrieval.py came from), the defaults in
+use, and the per-repository weights a training run fits (daemon/calibration.py: on the
+repository's own training files, never the held-out ones). For each: exact match of the most
+confident candidate, the calibration table (exact-match rate per confidence bucket) and
+precision/coverage per threshold. No model is trained: this measures retrieval alone, in about
+a minute.
 
-    .venv/bin/python bench/calibrate.py                      # fit on python, check on c
-    .venv/bin/python bench/calibrate.py --corpora c,python   # fit on c instead
+    .venv/bin/python bench/calibrate.py                         # python and c
+    .venv/bin/python bench/calibrate.py --corpora js,python,c   # js needs the npm registry
 
-Paste the printed weights into DEFAULT_WEIGHTS in daemon/retrieval.py to adopt a refit.
+Paste the printed weights into DEFAULT_WEIGHTS to adopt a refit of the defaults.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ import itertools
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from quality import CORPORA, corpus_names  # bench/ is on the path when this runs
 
+from completiond.daemon.calibration import calibrate, fit
 from completiond.daemon.evaluate import (
     MODES,
     EvalConfig,
@@ -34,7 +39,7 @@ from completiond.daemon.evaluate import (
     exact_match,
     sample_lines,
 )
-from completiond.daemon.retrieval import Found, RetrievalConfig, Retriever, features
+from completiond.daemon.retrieval import Found, RetrievalConfig, Retriever
 from completiond.training.corpus import build_corpus, read_texts
 from completiond.training.index import RepoIndex
 
@@ -63,19 +68,6 @@ def label(repo: Path, queries: int, seed: int, config: RetrievalConfig) -> tuple
         f"files; retrieval {1000 * (time.monotonic() - start) / max(1, asked):.2f} ms per query"
     )
     return out, note
-
-
-def fit(labelled: Labelled, document_weight: float, l2: float = 1e-2) -> np.ndarray:
-    """Logistic regression by Newton's method (a few features, thousands of rows)."""
-    x = np.array([features(f, document_weight) for _, c in labelled for f, _ in c], dtype=float)
-    y = np.array([ok for _, c in labelled for _, ok in c], dtype=float)
-    w = np.zeros(x.shape[1])
-    for _ in range(50):
-        p = 1.0 / (1.0 + np.exp(-x @ w))
-        gradient = x.T @ (p - y) + l2 * w
-        hessian = (x.T * (p * (1 - p))) @ x + l2 * np.eye(len(w))
-        w -= np.linalg.solve(hessian, gradient)
-    return w
 
 
 def report(name: str, labelled: Labelled, retriever: Retriever) -> None:
@@ -115,20 +107,23 @@ def main() -> None:
     config = RetrievalConfig()
     scratch = Path(tempfile.mkdtemp(prefix="completiond-calibrate-"))
     try:
-        data = {}
+        data, own = {}, {}
         for name in names:
-            labelled, note = label(
-                CORPORA[name][1](scratch / name), args.queries, args.seed, config
-            )
-            print(f"{name}: {note}")
-            data[name] = labelled
-        weights = fit(data[names[0]], config.document_weight)
+            repo = CORPORA[name][1](scratch / name)
+            data[name], note = label(repo, args.queries, args.seed, config)
+            own[name] = calibrate(read_texts(repo, build_corpus(repo).train_files), config)
+            print(f"{name}: {note}; per-repository fit: {own[name]}")
+        flat = [item for _, candidates in data[names[0]] for item in candidates]
+        weights = tuple(fit(flat, config.document_weight))
         print(f"\nweights fitted on {names[0]}: ({', '.join(f'{w:.3f}' for w in weights)})")
         print(f"in use (DEFAULT_WEIGHTS): {config.weights}")
-        for label_, w in (("fitted", tuple(weights)), ("in use", config.weights)):
-            retriever = Retriever(None, RetrievalConfig(weights=w))
-            for name in names:
-                report(f"{name}, {label_} weights", data[name], retriever)
+        for name in names:
+            for how, w in (
+                (f"fitted on {names[0]}'s held-out lines", weights),
+                ("DEFAULT_WEIGHTS", config.weights),
+                ("per-repository, as a training run fits them", own[name].weights),
+            ):
+                report(f"{name}, {how}", data[name], Retriever(None, replace(config, weights=w)))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -42,7 +42,7 @@ from baselines import NgramCompleter, train_toy_lstm  # bench/ is on the path wh
 from bpc import PACKAGES, stdlib_corpus
 
 from completiond.daemon.evaluate import EvalConfig, EvalReport, evaluate, held_out_retriever
-from completiond.daemon.model_slot import ModelSlot
+from completiond.daemon.model_slot import ModelSlot, calibrated
 from completiond.daemon.retrieval import RetrievalConfig
 from completiond.training.bundle import ModelStore
 from completiond.training.corpus import Corpus, build_corpus, read_texts
@@ -154,7 +154,11 @@ def run_corpus(
     store = ModelStore(scratch / f"{name}-product")
     bundle = train_repository(repo, store, ModelConfig(), TrainConfig(minutes=args.minutes)).bundle
     product = ModelSlot(store).load_current()
-    product.decoder.retriever = held_out_retriever(repo, corpus.train_files)
+    # The index without the held-out files; the confidence weights the training run fitted on
+    # training files only.
+    product.decoder.retriever = held_out_retriever(
+        repo, corpus.train_files, calibrated(store, RetrievalConfig())
+    )
     systems.append(
         (
             "product",

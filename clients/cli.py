@@ -426,7 +426,8 @@ def _retrieval_line(info: dict[str, Any]) -> str:
     )
     below = float(info.get("modelBelow", 0))
     model = f"below confidence {below:g}" if below > 0 else "when nothing is found"
-    return f"{index}; the model runs {model}"
+    fitted = "fitted to this repository" if info.get("calibrated") else "the defaults"
+    return f"{index}; confidences: {fitted}; the model runs {model}"
 
 
 def _offline_status(args: argparse.Namespace) -> dict[str, Any]:

@@ -768,14 +768,17 @@ def run_eval(
     from completiond.training.bundle import ModelStore
     from completiond.training.corpus import build_corpus
 
-    from .model_slot import ModelSlot
+    from .model_slot import ModelSlot, calibrated
 
     config = config or EvalConfig()
     config.validate()
-    served = ModelSlot(ModelStore(store_dir)).load_current()
+    store = ModelStore(store_dir)
+    served = ModelSlot(store).load_current()
     corpus = build_corpus(repo)
     if not corpus.val_files:
         raise CorpusError(f"{repo} has a single trainable file: no held-out file to evaluate on")
+    # The store's confidence weights were fitted on training files only: fair to use here.
+    retrieval = calibrated(store, retrieval or RetrievalConfig())
     retriever = held_out_retriever(repo, corpus.train_files, retrieval)
     served.decoder.retriever = retriever
     meta = served.bundle.meta

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from completiond.errors import BundleError, NoModel
 from completiond.training.bundle import Bundle, ModelStore
 from completiond.training.index import INDEX_FILE, RepoIndex
 
+from .calibration import CALIBRATION_FILE, load_calibration
 from .decoder import Decoder, DecoderConfig
 from .engine import EngineConfig, OnnxEngine
 from .retrieval import RetrievalConfig, Retriever
@@ -73,7 +74,7 @@ class ModelSlot:
             bundle = self.store.current()
             engine = OnnxEngine(bundle.model_path, bundle.tokenizer.vocab_size, self.engine_config)
             states = DocumentStates(engine, bundle.tokenizer, self.context_config)
-            retriever = Retriever(load_index(self.store), self.retrieval_config)
+            retriever = self._retriever()
             decoder = Decoder(engine, bundle.tokenizer, states, self.decoder_config, retriever)
             engine.run(bundle.tokenizer.encode("def f(x):\n    ")[None, :], engine.zero_state(1))
             self._model = ServedModel(bundle, engine, decoder)
@@ -84,7 +85,10 @@ class ModelSlot:
         """Search the store's index as it is now (a training run rewrote it)."""
         model = self._model
         if model is not None:
-            model.decoder.retriever = Retriever(load_index(self.store), self.retrieval_config)
+            model.decoder.retriever = self._retriever()
+
+    def _retriever(self) -> Retriever:
+        return Retriever(load_index(self.store), calibrated(self.store, self.retrieval_config))
 
     def load_newest_usable(self) -> list[str]:
         """At start-up: the current bundle, else the newest one that verifies (made current).
@@ -127,6 +131,13 @@ class ModelSlot:
             if previous:
                 self.store.set_current(previous)
             raise
+
+
+def calibrated(store: ModelStore, config: RetrievalConfig) -> RetrievalConfig:
+    """`config` with the confidence weights the last training run fitted to the repository
+    (the defaults when there are none)."""
+    calibration = load_calibration(store.root / CALIBRATION_FILE)
+    return replace(config, weights=calibration.weights) if calibration else config
 
 
 def load_index(store: ModelStore) -> RepoIndex | None:

@@ -11,9 +11,10 @@ most).
 
 Each candidate's confidence is a logistic function of how it was found (the context's
 specificity, the share of occurrences that continue this way, its length, whether the file
-itself has it). The weights were fitted on held-out files of Python standard-library packages
-by `bench/calibrate.py`, which also reports how well they carry over to C; so a confidence of
-0.7 means about 70% of such suggestions are exactly right, and a threshold on it is meaningful.
+itself has it), so that a confidence of 0.7 means about 70% of such suggestions are exactly
+right and a threshold on it is meaningful. Every training run fits the weights to the
+repository (calibration.py); DEFAULT_WEIGHTS, fitted on held-out files of Python
+standard-library packages by `bench/calibrate.py`, serve until then and anchor that fit.
 """
 
 from __future__ import annotations

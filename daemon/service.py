@@ -25,7 +25,7 @@ from .decoder import Query
 from .feedback import FeedbackCounts
 from .metrics import RequestMetrics
 from .model_slot import ModelSlot, ServedModel
-from .retrieval import Retriever
+from .retrieval import DEFAULT_WEIGHTS, Retriever
 from .trainer import TrainingRunner
 from .watcher import RepoWatcher
 
@@ -148,6 +148,7 @@ def retrieval_info(retriever: Retriever | None) -> pb.RetrievalInfo:
         indexed_chars=len(index.text) if index else 0,
         indexed_places=len(index.positions) if index else 0,
         model_below=retriever.config.model_below,
+        calibrated=retriever.config.weights != DEFAULT_WEIGHTS,
     )
 
 

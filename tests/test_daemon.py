@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from completiond.clients.client import Client
+from completiond.daemon.calibration import CALIBRATION_FILE, load_calibration
 from completiond.daemon.daemon import Daemon, DaemonConfig
 from completiond.daemon.retrieval import RetrievalConfig, Retriever
 from completiond.daemon.server import ServerConfig, parse_listen
@@ -108,6 +109,8 @@ def test_status_health_and_reflection(running_daemon: Daemon) -> None:
     assert status.training_state == "idle" and status.requests_total >= 1
     assert status.execution_provider == "CPUExecutionProvider"
     assert status.retrieval.enabled and status.retrieval.model_below == 0
+    calibration = load_calibration(running_daemon.slot.store.root / CALIBRATION_FILE)
+    assert calibration is not None and status.retrieval.calibrated == calibration.fitted
     index = running_daemon.slot.get().decoder.retriever.index
     assert status.retrieval.indexed_chars == len(index.text) > 1000
     assert health.status == health_pb2.HealthCheckResponse.SERVING

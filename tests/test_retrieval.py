@@ -11,9 +11,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from completiond.daemon.calibration import (
+    CALIBRATION_FILE,
+    Calibration,
+    CalibrationConfig,
+    calibrate,
+    fit,
+    load_calibration,
+    save_calibration,
+)
 from completiond.daemon.decoder import Query
 from completiond.daemon.model_slot import ModelSlot, load_index
-from completiond.daemon.retrieval import RetrievalConfig, Retriever, contexts
+from completiond.daemon.retrieval import (
+    DEFAULT_WEIGHTS,
+    Found,
+    RetrievalConfig,
+    Retriever,
+    contexts,
+)
 from completiond.training.bundle import ModelStore
 from completiond.training.index import INDEX_FILE, IndexConfig, RepoIndex
 
@@ -146,3 +161,48 @@ def test_training_writes_the_index_and_serving_answers_from_it(
     prefix = "import os\n\n\ndef handler_307(request):\n    value = request.g"
     candidates = served.decoder.complete(Query(prefix=prefix))
     assert candidates[0].text == 'et("key_307")'
+
+
+# --- calibration ------------------------------------------------------------------------------
+
+
+def _found(share_right: bool, rank: int) -> Found:
+    return Found("x" * 5, rank, 10, 9 if share_right else 1, 0, 10)
+
+
+def test_the_fit_follows_the_evidence_and_the_prior_holds_it_back() -> None:
+    # Candidates that most occurrences continue with are right; the others are wrong.
+    labelled = [(_found(True, 2), True)] * 60 + [(_found(False, 2), False)] * 60
+    labelled += [(_found(True, 2), False)] * 6 + [(_found(False, 2), True)] * 6
+    free = fit(labelled, 3.0, prior=1.0)
+    held = fit(labelled, 3.0, prior=1e6)
+    share = 1  # index of log(share) in `features`
+    assert free[share] > DEFAULT_WEIGHTS[share] + 0.2
+    assert held == pytest.approx(np.array(DEFAULT_WEIGHTS), abs=1e-3)
+
+
+def test_calibration_keeps_the_defaults_without_enough_examples() -> None:
+    texts = {f"f{i}.py": f"value_{i} = compute({i})\n" * 3 for i in range(8)}
+    result = calibrate(texts, RetrievalConfig(), CalibrationConfig(min_right=10_000))
+    assert not result.fitted and result.weights == DEFAULT_WEIGHTS and result.lines > 0
+
+
+def test_a_damaged_calibration_file_means_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / CALIBRATION_FILE
+    path.write_text('{"weights": [1, 2]}')
+    assert load_calibration(path) is None
+    save_calibration(path, Calibration((0.5,) * len(DEFAULT_WEIGHTS), True, 10, 20, 5))
+    assert load_calibration(path) == Calibration((0.5,) * len(DEFAULT_WEIGHTS), True, 10, 20, 5)
+
+
+def test_training_fits_the_confidences_to_the_repository_and_serving_uses_them(
+    trained_store: ModelStore,
+) -> None:
+    calibration = load_calibration(trained_store.root / CALIBRATION_FILE)
+    assert calibration is not None and calibration.lines > 0 and calibration.candidates > 0
+    assert trained_store.current().meta["retrieval_calibration"]["weights"] == list(
+        calibration.weights
+    )
+    served = ModelSlot(trained_store).load_current()
+    assert served.decoder.retriever is not None
+    assert served.decoder.retriever.config.weights == calibration.weights

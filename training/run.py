@@ -25,6 +25,8 @@ import numpy as np
 import torch
 
 from completiond import __version__
+from completiond.daemon.calibration import CALIBRATION_FILE, calibrate, save_calibration
+from completiond.daemon.retrieval import RetrievalConfig
 from completiond.errors import BundleError
 
 from .bundle import MODEL_FILE, TOKENIZER_FILE, WEIGHTS_FILE, Bundle, ModelStore, new_version
@@ -225,9 +227,14 @@ def publish(
     )
     model = result.model.to("cpu")
     on_progress(Progress("exporting", 0.95, EXPORT_RESERVE_S, result.val_bpc, "ONNX export"))
-    # The index serves whether this model is promoted or not: the files are what they are now.
-    index_files = corpus.train_files + corpus.val_files
-    RepoIndex.build(read_texts(repo, index_files).values()).save(store.root / INDEX_FILE)
+    # The index and its calibration serve whether this model is promoted or not: the files are
+    # what they are now. Calibration uses the training files only (the held-out ones judge).
+    texts = read_texts(repo, corpus.train_files + corpus.val_files)
+    RepoIndex.build(texts.values()).save(store.root / INDEX_FILE)
+    training_texts = {f: texts[f] for f in corpus.train_files if f in texts}
+    calibration = calibrate(training_texts, RetrievalConfig())
+    save_calibration(store.root / CALIBRATION_FILE, calibration)
+    del texts, training_texts
     version = new_version()
     staging = store.staging_dir(version)
     try:
@@ -279,6 +286,7 @@ def publish(
             "previous": {"version": previous.version, "val_bpc": old_bpc} if previous else None,
             "promoted": promoted,
             "reason": reason,
+            "retrieval_calibration": asdict(calibration),
             **(extra_meta or {}),
         }
         bundle = store.publish(staging, json.loads(json.dumps(meta)), make_current=promoted)

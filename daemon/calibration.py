@@ -1,0 +1,140 @@
+"""The retriever's confidence model, fitted to one repository.
+
+Repositories repeat themselves to very different degrees (generated-looking JavaScript far more
+than a Python library), so weights fitted once on one corpus make confidences too low or too
+high elsewhere, and a threshold such as the editors' 0.6 would mean different things. Every
+training run therefore refits the logistic model of `retrieval.features` on the repository
+itself: the index is built from most training files, real lines of the others (a band of the
+path hash next to the held-out files, which stay untouched for evaluation) are asked in both
+cursor modes, and each candidate found is labelled right or wrong (exact match with the rest of
+the line). The fit is pulled towards DEFAULT_WEIGHTS (an L2 penalty around them), so a small
+repository with few examples keeps nearly the defaults; with too few right candidates the
+defaults are kept as they are. The result is `<store>/retrieval.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from completiond.training.files import split_files
+from completiond.training.index import RepoIndex
+
+from .evaluate import MODES, EvalConfig, build_queries, eligible_lines, exact_match, sample_lines
+from .retrieval import DEFAULT_WEIGHTS, Found, RetrievalConfig, Retriever, features
+
+CALIBRATION_FILE = "retrieval.json"
+
+Labelled = list[tuple[Found, bool]]
+
+
+@dataclass
+class CalibrationConfig:
+    lines: int = 300  # lines asked, in each cursor mode
+    band: float = 0.25  # training files whose path hash is below this are asked, not indexed
+    prior: float = 20.0  # strength of the pull towards DEFAULT_WEIGHTS
+    min_right: int = 20  # fewer right candidates than this: keep DEFAULT_WEIGHTS
+    seed: int = 0
+
+
+@dataclass
+class Calibration:
+    weights: tuple[float, ...]
+    fitted: bool  # False: too few examples, the defaults
+    lines: int  # lines asked (all modes)
+    candidates: int  # labelled candidates
+    right: int  # of them exactly right
+
+
+def label(
+    retriever: Retriever, texts: dict[str, str], lines: int, seed: int = 0
+) -> tuple[Labelled, int]:
+    """Every candidate the retriever finds for up to `lines` sampled lines of `texts` in each
+    cursor mode, right or wrong; and the number of queries asked."""
+    eval_config = EvalConfig(seed=seed)
+    sampled = sample_lines(eligible_lines(texts, eval_config.typed_chars), lines, seed)
+    labelled: Labelled = []
+    for mode in MODES:
+        for q in build_queries(texts, sampled, mode, eval_config):
+            labelled += [
+                (f, exact_match(f.text, q.truth)) for f in retriever.find(q.prefix, q.suffix)
+            ]
+    return labelled, len(sampled) * len(MODES)
+
+
+def fit(
+    labelled: Labelled,
+    document_weight: float,
+    prior_weights: Sequence[float] = DEFAULT_WEIGHTS,
+    prior: float = 0.0,
+) -> np.ndarray:
+    """Logistic regression by Newton's method, penalised by prior * |w - prior_weights|^2 (at
+    least 1: with thousands of examples that is negligible, and it keeps the steps well posed
+    when features are collinear, as in a repository where every line is found the same way)."""
+    x = np.array([features(f, document_weight) for f, _ in labelled], dtype=float)
+    y = np.array([ok for _, ok in labelled], dtype=float)
+    w0 = np.asarray(prior_weights, dtype=float)
+    strength = max(prior, 1.0)
+    w = w0.copy()
+    for _ in range(50):
+        p = 0.5 * (1.0 + np.tanh(0.5 * (x @ w)))  # the logistic function, without overflow
+        gradient = x.T @ (p - y) + strength * (w - w0)
+        hessian = (x.T * (p * (1 - p))) @ x + strength * np.eye(len(w))
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def calibrate(
+    texts: dict[str, str], retrieval: RetrievalConfig, config: CalibrationConfig | None = None
+) -> Calibration:
+    """Fit the confidence model to a repository's training files (by path)."""
+    config = config or CalibrationConfig()
+    indexed, asked = split_files(sorted(texts), config.band)
+    if not asked or not indexed:
+        return Calibration(retrieval.weights, False, 0, 0, 0)
+    retriever = Retriever(RepoIndex.build(texts[f] for f in indexed), retrieval)
+    labelled, lines = label(retriever, {f: texts[f] for f in asked}, config.lines, config.seed)
+    right = sum(ok for _, ok in labelled)
+    if right < config.min_right:
+        return Calibration(retrieval.weights, False, lines, len(labelled), right)
+    weights = fit(labelled, retrieval.document_weight, retrieval.weights, config.prior)
+    return Calibration(
+        tuple(round(float(w), 4) for w in weights), True, lines, len(labelled), right
+    )
+
+
+def save_calibration(path: Path, calibration: Calibration) -> None:
+    """Write atomically (the daemon may be reading it)."""
+    staging = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        staging.write_text(json.dumps(asdict(calibration), indent=2) + "\n")
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def load_calibration(path: Path) -> Calibration | None:
+    """None when missing or unusable (the defaults apply): never a reason not to serve."""
+    try:
+        data = json.loads(path.read_text())
+        weights = tuple(float(w) for w in data["weights"])
+        if len(weights) != len(DEFAULT_WEIGHTS):
+            return None
+        return Calibration(
+            weights,
+            bool(data["fitted"]),
+            int(data["lines"]),
+            int(data["candidates"]),
+            int(data["right"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
