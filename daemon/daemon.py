@@ -14,6 +14,7 @@ from typing import TextIO
 from completiond.errors import CorpusError, TrainingBusy, TrainingFailed
 from completiond.training.bundle import ModelStore
 from completiond.training.corpus import fingerprint, read_files
+from completiond.training.index import INDEX_FILE
 from completiond.training.locations import default_socket_path, default_store_dir
 from completiond.training.progress import ProgressBar
 
@@ -112,6 +113,15 @@ class Daemon:
             print(f"completiond: {problem}", file=out, flush=True)
         self.server.set_serving(self.slot.loaded is not None)
         self.server.start()
+        if self.slot.loaded is not None and not (self.slot.store.root / INDEX_FILE).exists():
+            # A store from before retrieval: one background run writes the index (and fits the
+            # confidences); until then only the current file is searched.
+            self.runner.start()
+            print(
+                "completiond: no repository index yet: building one with a background retrain",
+                file=out,
+                flush=True,
+            )
         if self.config.watch.enabled:
             self.watcher.start()
         print(f"completiond: serving {self.repo} on {self.server.address}", file=out, flush=True)

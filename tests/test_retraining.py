@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 
 from completiond.clients.client import Client
+from completiond.daemon.calibration import CALIBRATION_FILE
 from completiond.daemon.daemon import Daemon, DaemonConfig
 from completiond.daemon.server import ServerConfig
 from completiond.daemon.trainer import TrainerConfig
 from completiond.daemon.watcher import WatchConfig
 from completiond.errors import BundleError
 from completiond.training.bundle import ModelStore, sha256_file
+from completiond.training.index import INDEX_FILE
 from completiond.training.model import ModelConfig
 from completiond.training.run import train_repository
 from completiond.training.train import TrainConfig
@@ -68,6 +70,24 @@ def daemon(repo_and_store: tuple[Path, Path], tmp_path: Path) -> Iterator[Daemon
     d = start_daemon(*repo_and_store, tmp_path)
     yield d
     d.close()
+
+
+def test_a_store_without_an_index_gets_one_from_a_background_run(
+    repo_and_store: tuple[Path, Path], tmp_path: Path
+) -> None:
+    repo, store = repo_and_store
+    (store / INDEX_FILE).unlink()  # as a store written before retrieval existed
+    (store / CALIBRATION_FILE).unlink()
+    daemon = start_daemon(repo, store, tmp_path, watch=False)
+    try:
+        assert daemon.slot.get().decoder.retriever.index is None  # serving at once, file only
+        assert daemon.runner.runs == 1
+        wait_until(lambda: daemon.runner.state == "idle", 120, "the background run to finish")
+        assert daemon.runner.last_result.startswith(("ok:", "rejected:")), daemon.runner.last_result
+        assert (store / INDEX_FILE).exists() and (store / CALIBRATION_FILE).exists()
+        assert daemon.slot.get().decoder.retriever.index is not None
+    finally:
+        daemon.close()
 
 
 def test_a_retrain_fine_tunes_and_is_promoted_only_if_not_worse(
