@@ -30,38 +30,25 @@ from pathlib import Path
 import numpy as np
 from quality import CORPORA, corpus_names  # bench/ is on the path when this runs
 
-from completiond.daemon.calibration import calibrate, fit
-from completiond.daemon.evaluate import (
-    MODES,
-    EvalConfig,
-    build_queries,
-    eligible_lines,
-    exact_match,
-    sample_lines,
-)
-from completiond.daemon.retrieval import Found, RetrievalConfig, Retriever
+from completiond.daemon.calibration import Asked, calibrate, fit, label
+from completiond.daemon.evaluate import MODES
+from completiond.daemon.retrieval import RetrievalConfig, Retriever
 from completiond.training.corpus import build_corpus, read_texts
 from completiond.training.index import RepoIndex
 
-Labelled = list[tuple[str, list[tuple[Found, bool]]]]  # per query: mode, candidates + labels
 
-
-def label(repo: Path, queries: int, seed: int, config: RetrievalConfig) -> tuple[Labelled, str]:
+def label_held_out(
+    repo: Path, queries: int, seed: int, config: RetrievalConfig
+) -> tuple[Asked, str]:
+    """The held-out lines' candidates, against an index of the training files only."""
     corpus = build_corpus(repo)
     start = time.monotonic()
     index = RepoIndex.build(read_texts(repo, corpus.train_files).values())
     built = time.monotonic() - start
     held_out = read_texts(repo, corpus.val_files)
-    lines = sample_lines(eligible_lines(held_out, 10), queries, seed)
-    retriever = Retriever(index, config)
-    out: Labelled = []
     start = time.monotonic()
-    asked = 0
-    for mode in MODES:
-        for q in build_queries(held_out, lines, mode, EvalConfig(queries=queries, seed=seed)):
-            found = retriever.find(q.prefix, q.suffix)
-            out.append((mode, [(f, exact_match(f.text, q.truth)) for f in found]))
-            asked += 1
+    out = label(Retriever(index, config), held_out, queries, seed)
+    asked = len(out)
     note = (
         f"{len(corpus.train_files)} training files indexed ({len(index.text):,} chars, "
         f"{len(index.positions):,} token starts) in {built:.1f} s; {len(held_out)} held-out "
@@ -70,7 +57,7 @@ def label(repo: Path, queries: int, seed: int, config: RetrievalConfig) -> tuple
     return out, note
 
 
-def report(name: str, labelled: Labelled, retriever: Retriever) -> None:
+def report(name: str, labelled: Asked, retriever: Retriever) -> None:
     edges = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.01)
     best: dict[str, list[tuple[float, bool]]] = {m: [] for m in MODES}
     for mode, candidates in labelled:
@@ -110,7 +97,7 @@ def main() -> None:
         data, own = {}, {}
         for name in names:
             repo = CORPORA[name][1](scratch / name)
-            data[name], note = label(repo, args.queries, args.seed, config)
+            data[name], note = label_held_out(repo, args.queries, args.seed, config)
             own[name] = calibrate(read_texts(repo, build_corpus(repo).train_files), config)
             print(f"{name}: {note}; per-repository fit: {own[name]}")
         flat = [item for _, candidates in data[names[0]] for item in candidates]

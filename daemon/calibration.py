@@ -32,6 +32,7 @@ from .retrieval import DEFAULT_WEIGHTS, Found, RetrievalConfig, Retriever, featu
 CALIBRATION_FILE = "retrieval.json"
 
 Labelled = list[tuple[Found, bool]]
+Asked = list[tuple[str, Labelled]]  # per query: its cursor mode, its candidates labelled
 
 
 @dataclass
@@ -52,20 +53,16 @@ class Calibration:
     right: int  # of them exactly right
 
 
-def label(
-    retriever: Retriever, texts: dict[str, str], lines: int, seed: int = 0
-) -> tuple[Labelled, int]:
-    """Every candidate the retriever finds for up to `lines` sampled lines of `texts` in each
-    cursor mode, right or wrong; and the number of queries asked."""
+def label(retriever: Retriever, texts: dict[str, str], lines: int, seed: int = 0) -> Asked:
+    """For up to `lines` sampled lines of `texts` in each cursor mode: every candidate the
+    retriever finds, right or wrong."""
     eval_config = EvalConfig(seed=seed)
     sampled = sample_lines(eligible_lines(texts, eval_config.typed_chars), lines, seed)
-    labelled: Labelled = []
-    for mode in MODES:
-        for q in build_queries(texts, sampled, mode, eval_config):
-            labelled += [
-                (f, exact_match(f.text, q.truth)) for f in retriever.find(q.prefix, q.suffix)
-            ]
-    return labelled, len(sampled) * len(MODES)
+    return [
+        (mode, [(f, exact_match(f.text, q.truth)) for f in retriever.find(q.prefix, q.suffix)])
+        for mode in MODES
+        for q in build_queries(texts, sampled, mode, eval_config)
+    ]
 
 
 def fit(
@@ -102,7 +99,9 @@ def calibrate(
     if not asked or not indexed:
         return Calibration(retrieval.weights, False, 0, 0, 0)
     retriever = Retriever(RepoIndex.build(texts[f] for f in indexed), retrieval)
-    labelled, lines = label(retriever, {f: texts[f] for f in asked}, config.lines, config.seed)
+    queries = label(retriever, {f: texts[f] for f in asked}, config.lines, config.seed)
+    labelled = [item for _, candidates in queries for item in candidates]
+    lines = len(queries)
     right = sum(ok for _, ok in labelled)
     if right < config.min_right:
         return Calibration(retrieval.weights, False, lines, len(labelled), right)

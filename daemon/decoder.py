@@ -93,8 +93,8 @@ class Decoder:
             if self.retriever is not None and not sampling
             else []
         )
-        confident = self.retriever is not None and len(retrieved) >= query.n
-        if confident and retrieved[query.n - 1][1] >= self.retriever.config.model_below:
+        enough = self.retriever is not None and len(retrieved) >= query.n
+        if enough and retrieved[query.n - 1][1] >= self.retriever.config.model_below:
             return postprocess([], query, retrieved)
         logits, state = self.states.read(query.prefix, query.document)
         search = self._sample if sampling else self._beam_search

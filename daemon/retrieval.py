@@ -78,17 +78,38 @@ def contexts(prefix: str, max_chars: int = 240) -> list[tuple[int, str]]:
     return found
 
 
-def _document_continuations(document: str, context: str, limit: int) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    at = document.find(context)
-    for _ in range(limit):
-        if at < 0:
-            break
-        end = document.find("\n", at + len(context))
-        rest = document[at + len(context) : end if end >= 0 else len(document)].rstrip()
+def _continuations_within(
+    text: str, context: str, start: int, end: int, counts: dict[str, int], limit: int
+) -> int:
+    """Add to `counts` what follows each occurrence of `context` inside text[start:end], up to
+    the end of its line; return how many occurrences were read (at most `limit`)."""
+    read = 0
+    at = text.find(context, start, end)
+    while at >= 0 and read < limit:
+        read += 1
+        after = at + len(context)
+        stop = text.find("\n", after, end)
+        rest = text[after : stop if stop >= 0 else end].rstrip()
         if rest:
             counts[rest] = counts.get(rest, 0) + 1
-        at = document.find(context, at + 1)
+        at = text.find(context, at + 1, end)
+    return read
+
+
+def _file_continuations(
+    prefix: str, suffix: str, context: str, chars: int, limit: int
+) -> dict[str, int]:
+    """What follows `context` in the current file, above the cursor's line and below it (up to
+    `chars` each side). Searched in place: a keystroke in a large file copies none of it."""
+    counts: dict[str, int] = {}
+    line_start = prefix.rfind("\n") + 1
+    start = max(0, line_start - chars)
+    if start == 0 and context[0] == "\n" and prefix.startswith(context[1:], 0, line_start):
+        limit -= _continuations_within(prefix, context[1:], 0, line_start, counts, 1)  # line 1
+    limit -= _continuations_within(prefix, context, start, line_start, counts, limit)
+    below = suffix.find("\n")  # ends the cursor's line: a line-start context may match here
+    if below >= 0:
+        _continuations_within(suffix, context, below, below + 1 + chars, counts, limit)
     return counts
 
 
@@ -118,12 +139,6 @@ class Retriever:
     def find(self, prefix: str, suffix: str) -> list[Found]:
         """Distinct continuations of the text before the cursor, most specific context first."""
         config = self.config
-        line_start = prefix.rfind("\n") + 1
-        below = suffix.find("\n")
-        first = max(0, line_start - config.document_chars)
-        document = ("" if first else "\n") + prefix[first:line_start]  # a line starts after \n
-        if below >= 0:
-            document += suffix[below + 1 : below + 1 + config.document_chars]
         found: dict[str, Found] = {}
         for rank, context in contexts(prefix):
             if rank > 1 and len(context.strip()) < config.min_anchor_chars:
@@ -133,7 +148,9 @@ class Retriever:
                 if self.index is not None
                 else {}
             )
-            doc = _document_continuations(document, context, config.document_occurrences)
+            doc = _file_continuations(
+                prefix, suffix, context, config.document_chars, config.document_occurrences
+            )
             total = sum(repo.values()) + sum(doc.values())
             for text in sorted({*repo, *doc}, key=lambda t: (-repo.get(t, 0) - doc.get(t, 0), t)):
                 if len(found) >= config.max_candidates:

@@ -132,6 +132,10 @@ def test_the_current_file_is_searched_above_and_below_the_cursor() -> None:
     assert retriever.candidates(again, "")[0][1] > confidence
     below = "\nlater = 2\nconn = open_conn(host, port=9090)\n"
     assert retriever.candidates("x = 1\nconn = open_c", below)[0][0] == "onn(host, port=9090)"
+    # The line above and the line below the cursor's are not adjacent in the file: no two-line
+    # match may join them.
+    (joined,) = retriever.find("a = 1\nb = f", "\nb = f(z)\n")
+    assert (joined.text, joined.rank) == ("(z)", 1)
     # The rest of the cursor's own line is not a source: it follows the cursor already.
     assert retriever.candidates("conn = open_c", "onn(a)\n") == []
 
