@@ -93,6 +93,7 @@ class Decoder:
             if self.retriever is not None and not sampling
             else []
         )
+        _check(query)  # a request given up during the lookup gets no answer
         enough = self.retriever is not None and len(retrieved) >= query.n
         if enough and retrieved[query.n - 1][1] >= self.retriever.config.model_below:
             return postprocess([], query, retrieved)

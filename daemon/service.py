@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import grpc
 
 from completiond import __version__
-from completiond.errors import InvalidRequest
+from completiond.errors import DeadlineExceeded, InvalidRequest
 from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
 
@@ -110,6 +110,9 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
     def Complete(
         self, request: pb.CompleteRequest, context: grpc.ServicerContext
     ) -> pb.CompleteResponse:
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:  # an answer in microseconds is still late
+            raise DeadlineExceeded("the request's deadline passed before it was served")
         model = self.slot.get()  # one model for the whole request, even across a swap
         cancelled = threading.Event()
         context.add_callback(cancelled.set)  # the client cancelled, or the deadline passed

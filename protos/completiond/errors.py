@@ -26,6 +26,12 @@ class Cancelled(CompletiondError):
     grpc_code_name = "CANCELLED"
 
 
+class DeadlineExceeded(Cancelled):
+    """The request's deadline had passed before any work on it (gRPC DEADLINE_EXCEEDED)."""
+
+    grpc_code_name = "DEADLINE_EXCEEDED"
+
+
 class NoModel(CompletiondError):
     """No usable model bundle exists yet (gRPC UNAVAILABLE): train one first."""
 
