@@ -46,10 +46,24 @@ def _providers(choice: str) -> list[str]:
     if choice == "cpu":
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in available:
+        _preload_cuda_libraries()
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if choice == "cuda":
         raise BundleError("the CUDA provider was requested but onnxruntime-gpu is not installed")
     return ["CPUExecutionProvider"]
+
+
+def _preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from the `nvidia-*` wheels (or PyTorch) before the CUDA provider
+    needs them, so `pip install '.[cuda]'` serves on the GPU without LD_LIBRARY_PATH.
+    onnxruntime-gpu >= 1.21 has `preload_dlls`; a failure leaves the system's libraries."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # a missing library shows up as the CPU fallback below
+        log.info("onnxruntime: could not preload the CUDA libraries: %s", exc)
 
 
 class OnnxEngine:

@@ -6,10 +6,12 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 
-from completiond.errors import CompletiondError, DeviceUnavailable, TrainingFailed
+from completiond.daemon.engine import EngineConfig, OnnxEngine
+from completiond.errors import BundleError, CompletiondError, DeviceUnavailable, TrainingFailed
 from completiond.training.bundle import ModelStore
 from completiond.training.distributed import DistEnv, shard_files, train_distributed
 from completiond.training.model import ModelConfig
@@ -85,6 +87,22 @@ def test_a_cuda_run_trains_on_the_gpu_and_exports_a_matching_model(
     assert meta["precision"] in ("bf16", "fp16", "fp32")
     assert meta["parity_max_abs_diff"] < 1e-4  # exported from CPU weights, checked on the CPU
     assert 0 < meta["val_bpc"] < 4.0
+
+
+ORT_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def test_serving_picks_the_cuda_provider_only_where_it_exists(trained_store: ModelStore) -> None:
+    bundle = trained_store.current()
+    model, vocab = bundle.model_path, bundle.tokenizer.vocab_size
+    assert OnnxEngine(model, vocab, EngineConfig(provider="cpu")).provider == "CPUExecutionProvider"
+    auto = OnnxEngine(model, vocab, EngineConfig(provider="auto")).provider
+    if not ORT_CUDA:
+        assert auto == "CPUExecutionProvider"
+        with pytest.raises(BundleError, match="onnxruntime-gpu is not installed"):
+            OnnxEngine(model, vocab, EngineConfig(provider="cuda"))
+    elif not NO_GPU:  # onnxruntime-gpu and a GPU (bench/gpu_check.sh runs this)
+        assert auto == "CUDAExecutionProvider"
 
 
 @pytest.mark.skipif(
