@@ -61,14 +61,13 @@ def report(name: str, labelled: Asked, retriever: Retriever) -> None:
     edges = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.01)
     best: dict[str, list[tuple[float, bool]]] = {m: [] for m in MODES}
     for mode, candidates in labelled:
-        if candidates:
-            scored = [(retriever.confidence(f), ok) for f, ok in candidates]
-            best[mode].append(max(scored, key=lambda s: s[0]))
-        else:
-            best[mode].append((0.0, False))
-    print(f"\n{name}: exact match of the most confident candidate (no model)")
+        scored = [(retriever.confidence(f), ok) for f, ok in candidates if not f.partial]
+        best[mode].append(max(scored, key=lambda s: s[0]) if scored else (0.0, False))
+    print(f"\n{name}: exact match of the most confident whole line (no model)")
     for mode, picks in best.items():
-        oracle = np.mean([any(ok for _, ok in c) for m, c in labelled if m == mode])
+        oracle = np.mean(
+            [any(ok and not f.partial for f, ok in c) for m, c in labelled if m == mode]
+        )
         em = np.mean([ok for _, ok in picks])
         print(f"  {mode}: {100 * em:.1f}% (truth among the candidates: {100 * oracle:.1f}%)")
     picks = [p for ps in best.values() for p in ps]

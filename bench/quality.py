@@ -133,6 +133,9 @@ def row(corpus: str, system: str, report: EvalReport) -> list[str]:
     ]
 
 
+SYSTEMS = ("product", "model alone", "lstm-128", "ngram")
+
+
 def run_corpus(
     name: str, repo: Path, scratch: Path, args: argparse.Namespace
 ) -> tuple[list[str], list[str]]:
@@ -152,49 +155,54 @@ def run_corpus(
 
     start = time.monotonic()
     store = ModelStore(scratch / f"{name}-product")
-    bundle = train_repository(repo, store, ModelConfig(), TrainConfig(minutes=args.minutes)).bundle
-    product = ModelSlot(store).load_current()
-    # The index without the held-out files; the confidence weights the training run fitted on
-    # training files only.
-    product.decoder.retriever = held_out_retriever(
-        repo, corpus.train_files, calibrated(store, RetrievalConfig())
-    )
-    systems.append(
-        (
-            "product",
-            product.decoder.complete,
-            f"product 1x{bundle.meta['model']['hidden_size']}: retrieval (index of the training "
-            f"files + the file), the model (beam 4) when nothing is found; "
-            f"{bundle.meta['val_bpc']:.3f} bits/char, {time.monotonic() - start:.0f} s",
+    if {"product", "model alone"} & args.systems:
+        budget = TrainConfig(minutes=args.minutes)
+        bundle = train_repository(repo, store, ModelConfig(), budget).bundle
+    if "product" in args.systems:
+        product = ModelSlot(store).load_current()
+        # The index without the held-out files; the confidence weights the training run fitted
+        # on training files only.
+        product.decoder.retriever = held_out_retriever(
+            repo, corpus.train_files, calibrated(store, RetrievalConfig())
         )
-    )
-    alone = ModelSlot(store, retrieval_config=RetrievalConfig(enabled=False)).load_current()
-    systems.append(
-        ("model alone", alone.decoder.complete, "model alone: the product's model, no retrieval")
-    )
+        systems.append(
+            (
+                "product",
+                product.decoder.complete,
+                f"product 1x{bundle.meta['model']['hidden_size']}: retrieval (index of the "
+                "training files + the file), the model (beam 4) when nothing is found; "
+                f"{bundle.meta['val_bpc']:.3f} bits/char, {time.monotonic() - start:.0f} s",
+            )
+        )
+    if "model alone" in args.systems:
+        alone = ModelSlot(store, retrieval_config=RetrievalConfig(enabled=False)).load_current()
+        notes_alone = "model alone: the product's model, no retrieval"
+        systems.append(("model alone", alone.decoder.complete, notes_alone))
 
     start = time.monotonic()
-    toy = train_toy_lstm(repo, scratch / f"{name}-toy", args.minutes)
-    systems.append(
-        (
-            "lstm-128",
-            toy.decoder.complete,
-            f"lstm-128 (1x128, 60-char windows, greedy): {toy.bundle.meta['val_bpc']:.3f} "
-            f"bits/char, {time.monotonic() - start:.0f} s",
+    if "lstm-128" in args.systems:
+        toy = train_toy_lstm(repo, scratch / f"{name}-toy", args.minutes)
+        systems.append(
+            (
+                "lstm-128",
+                toy.decoder.complete,
+                f"lstm-128 (1x128, 60-char windows, greedy): {toy.bundle.meta['val_bpc']:.3f} "
+                f"bits/char, {time.monotonic() - start:.0f} s",
+            )
         )
-    )
 
     start = time.monotonic()
-    ngram = NgramCompleter.fit(read_texts(repo, corpus.train_files).values())
-    systems.append(
-        (
-            "ngram",
-            ngram.complete,
-            f"ngram (token {ngram.config.order}-gram, Kneser-Ney + file cache "
-            f"{ngram.config.cache_weight:g}, beam {ngram.config.beam_width}): "
-            f"{len(ngram.vocab):,} token types, fitted in {time.monotonic() - start:.1f} s",
+    if "ngram" in args.systems:
+        ngram = NgramCompleter.fit(read_texts(repo, corpus.train_files).values())
+        systems.append(
+            (
+                "ngram",
+                ngram.complete,
+                f"ngram (token {ngram.config.order}-gram, Kneser-Ney + file cache "
+                f"{ngram.config.cache_weight:g}, beam {ngram.config.beam_width}): "
+                f"{len(ngram.vocab):,} token types, fitted in {time.monotonic() - start:.1f} s",
+            )
         )
-    )
 
     rows: list[str] = []
     for system, complete, note in systems:
@@ -218,8 +226,14 @@ def main() -> None:
     parser.add_argument("--report", type=Path, help="write the product's report here per corpus")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument(
+        "--systems", default=",".join(SYSTEMS), help=f"comma-separated, from {','.join(SYSTEMS)}"
+    )
     args = parser.parse_args()
     names = corpus_names(parser, args.corpora)
+    args.systems = set(args.systems.split(","))
+    if args.systems - set(SYSTEMS):
+        parser.error(f"--systems: unknown {', '.join(sorted(args.systems - set(SYSTEMS)))}")
 
     scratch = Path(tempfile.mkdtemp(prefix="completiond-quality-"))
     rows: list[str] = []

@@ -53,13 +53,19 @@ class Calibration:
     right: int  # of them exactly right
 
 
+def right(found: Found, truth: str) -> bool:
+    """A whole rest of line is right when it is the truth; a shared start when the truth starts
+    with it (accepting it saves those keystrokes)."""
+    return truth.startswith(found.text) if found.partial else exact_match(found.text, truth)
+
+
 def label(retriever: Retriever, texts: dict[str, str], lines: int, seed: int = 0) -> Asked:
     """For up to `lines` sampled lines of `texts` in each cursor mode: every candidate the
     retriever finds, right or wrong."""
     eval_config = EvalConfig(seed=seed)
     sampled = sample_lines(eligible_lines(texts, eval_config.typed_chars), lines, seed)
     return [
-        (mode, [(f, exact_match(f.text, q.truth)) for f in retriever.find(q.prefix, q.suffix)])
+        (mode, [(f, right(f, q.truth)) for f in retriever.find(q.prefix, q.suffix)])
         for mode in MODES
         for q in build_queries(texts, sampled, mode, eval_config)
     ]

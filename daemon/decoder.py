@@ -183,7 +183,8 @@ def postprocess(
     confidences: trailing blanks dropped, at most max_chars, nothing that repeats what already
     follows the cursor on its line (an auto-inserted `)`), no empty candidates, equal texts
     merged (the model's probabilities add up; a retrieved line keeps the larger of its own
-    confidence and the model's), best first, at most n, none below min_confidence."""
+    confidence and the model's), best first (most confident first when the model ran, else in
+    the retriever's order), at most n, none below min_confidence."""
     following = query.suffix.split("\n", 1)[0].strip()
 
     def clean(text: str) -> str:
@@ -197,7 +198,8 @@ def postprocess(
     for text, confidence in retrieved:
         if text := clean(text):
             merged[text] = max(merged.get(text, 0.0), confidence)
-    ranked = sorted(merged.items(), key=lambda item: -item[1])
+    # The retriever's order stands on its own (a shared start may lead more confident lines).
+    ranked = sorted(merged.items(), key=lambda item: -item[1]) if lines else list(merged.items())
     return [
         Candidate(text, conf) for text, conf in ranked[: query.n] if conf >= query.min_confidence
     ]

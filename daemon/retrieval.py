@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from completiond.training.index import RepoIndex
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
+_PIECE = re.compile(r"\w+|[^\w\s]|\s+")  # where a shared start of continuations may end
 
 # Logistic weights for the features of `features` (bench/calibrate.py prints a refit).
-DEFAULT_WEIGHTS = (-0.312, 1.582, 1.878, 1.132, 0.045, -0.748, 0.214, 0.357)
+DEFAULT_WEIGHTS = (-0.127, 2.167, 1.754, 0.602, 0.124, -0.691, 0.208, 0.627, 0.831)
 
 
 @dataclass
@@ -37,12 +39,16 @@ class RetrievalConfig:
     # The model runs too when the n-th best candidate found here is less confident than this
     # (0: only when nothing is found; above 1: always).
     model_below: float = 0.0
-    max_candidates: int = 16  # distinct continuations collected, most specific contexts first
+    max_candidates: int = 16  # whole continuations collected, most specific contexts first
     min_anchor_chars: int = 2  # shortest context (after the line's start) worth looking up
     occurrences_read: int = 100  # per context, in the index (an even sample beyond)
     document_occurrences: int = 200  # per context, in the current file
     document_chars: int = 200_000  # of the current file searched, each side of the cursor
     document_weight: float = 3.0  # one occurrence in the current file counts this many times
+    shared_from: int = 2  # the most frequent continuations per context whose shared starts count
+    # A shared start leads when confidence x length is this many times the best whole line's
+    # (bench/calibrate.py: exact match against keystrokes saved for a few values).
+    prefer_whole: float = 2.0
     weights: tuple[float, ...] = DEFAULT_WEIGHTS
 
 
@@ -56,6 +62,7 @@ class Found:
     repo_count: int  # occurrences of context + text in the index
     document_count: int  # ... and in the current file
     total: int  # occurrences of the context followed by a non-blank rest of line, both places
+    partial: bool = False  # a start shared by several continuations, not a whole rest of line
 
 
 def contexts(prefix: str, max_chars: int = 240) -> list[tuple[int, str]]:
@@ -113,6 +120,47 @@ def _file_continuations(
     return counts
 
 
+def _shared_starts(
+    repo: dict[str, int],
+    doc: dict[str, int],
+    heads: list[str],
+    rank: int,
+    context_chars: int,
+    total: int,
+) -> list[Found]:
+    """Starts of the most frequent continuations that several continuations share, counted over
+    all of them. When a context goes on in many ways that agree on their first tokens
+    (`__init__(self` then different arguments), those tokens are a surer suggestion than any
+    whole line, and accepting them saves keystrokes where no whole line would be right."""
+    keys = sorted({*repo, *doc})
+    starts: list[Found] = []
+    seen: set[str] = set()
+    for head in heads:
+        for m in _PIECE.finditer(head):
+            if m.end() == len(head):
+                break
+            piece = head[: m.end()]
+            if m.group().isspace() or piece in seen:
+                continue
+            seen.add(piece)
+            first = bisect_left(keys, piece)
+            sharing = keys[first : bisect_left(keys, piece + "\U0010ffff", first)]
+            if len(sharing) < 2:
+                break  # a longer start is shared by no more
+            starts.append(
+                Found(
+                    piece,
+                    rank,
+                    context_chars,
+                    sum(repo.get(k, 0) for k in sharing),
+                    sum(doc.get(k, 0) for k in sharing),
+                    total,
+                    partial=True,
+                )
+            )
+    return starts
+
+
 def features(found: Found, document_weight: float) -> list[float]:
     """The logistic model's inputs; DEFAULT_WEIGHTS are in this order."""
     weighted = found.repo_count + document_weight * found.document_count
@@ -126,6 +174,7 @@ def features(found: Found, document_weight: float) -> list[float]:
         math.log1p(len(found.text)),
         math.log1p(found.total),
         float(found.document_count > 0),
+        float(found.partial),
     ]
 
 
@@ -140,6 +189,7 @@ class Retriever:
         """Distinct continuations of the text before the cursor, most specific context first."""
         config = self.config
         found: dict[str, Found] = {}
+        wholes = 0
         for rank, context in contexts(prefix):
             if rank > 1 and len(context.strip()) < config.min_anchor_chars:
                 break
@@ -152,13 +202,19 @@ class Retriever:
                 prefix, suffix, context, config.document_chars, config.document_occurrences
             )
             total = sum(repo.values()) + sum(doc.values())
-            for text in sorted({*repo, *doc}, key=lambda t: (-repo.get(t, 0) - doc.get(t, 0), t)):
-                if len(found) >= config.max_candidates:
+            ordered = sorted({*repo, *doc}, key=lambda t: (-repo.get(t, 0) - doc.get(t, 0), t))
+            chars = len(context.strip())
+            shared = _shared_starts(repo, doc, ordered[: config.shared_from], rank, chars, total)
+            for start in shared:  # a few per context, beside the whole ones
+                found.setdefault(start.text, start)
+            for text in ordered:
+                if wholes >= config.max_candidates:
                     return list(found.values())
-                if text not in found:
-                    found[text] = Found(
-                        text, rank, len(context.strip()), repo.get(text, 0), doc.get(text, 0), total
-                    )
+                known = found.get(text)
+                if known is None or known.partial:
+                    counts = repo.get(text, 0), doc.get(text, 0)
+                    found[text] = Found(text, rank, chars, *counts, total)
+                    wholes += 1
         return list(found.values())
 
     def confidence(self, found: Found) -> float:
@@ -171,9 +227,17 @@ class Retriever:
         return 1.0 / (1.0 + math.exp(-z))
 
     def candidates(self, prefix: str, suffix: str) -> list[tuple[str, float]]:
-        """(rest of line, confidence), most confident first."""
+        """(text, confidence), best first: whole rests of line, most confident first, led by the
+        shared start expected to save the most keystrokes (confidence x length) when that is
+        more than `prefer_whole` times what the best whole line is expected to save."""
         if not self.config.enabled:
             return []
-        scored = [(f.text, self.confidence(f)) for f in self.find(prefix, suffix)]
-        scored.sort(key=lambda item: -item[1])
-        return scored
+        scored = [(f, self.confidence(f)) for f in self.find(prefix, suffix)]
+        wholes = sorted(((f.text, c) for f, c in scored if not f.partial), key=lambda s: -s[1])
+        starts = [(f.text, c) for f, c in scored if f.partial]
+        if starts:
+            text, confidence = max(starts, key=lambda s: s[1] * len(s[0]))
+            best = wholes[0][1] * len(wholes[0][0]) if wholes else 0.0
+            if confidence * len(text) > self.config.prefer_whole * best:
+                return [(text, confidence), *wholes]
+        return wholes

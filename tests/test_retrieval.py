@@ -18,6 +18,7 @@ from completiond.daemon.calibration import (
     calibrate,
     fit,
     load_calibration,
+    right,
     save_calibration,
 )
 from completiond.daemon.decoder import Query
@@ -128,7 +129,7 @@ def test_the_current_file_is_searched_above_and_below_the_cursor() -> None:
     assert best == "onn(host, port=8080)" and 0 < confidence < 1
     # The same line after the same previous line: a more specific match, more confidence.
     again = "y = 2\nconn = open_conn(host, port=8080)\nx = 1\ny = 2\nconn = open_c"
-    assert retriever.candidates(again, "")[0] == (best, pytest.approx(0.47, abs=0.1))
+    assert retriever.candidates(again, "")[0][0] == best
     assert retriever.candidates(again, "")[0][1] > confidence
     below = "\nlater = 2\nconn = open_conn(host, port=9090)\n"
     assert retriever.candidates("x = 1\nconn = open_c", below)[0][0] == "onn(host, port=9090)"
@@ -147,6 +148,25 @@ def test_more_evidence_means_more_confidence() -> None:
     split = retriever.candidates("a = compute(1)\na = compute(2)\nb = comp", "")
     assert once < often
     assert {t for t, _ in split} == {"ute(1)", "ute(2)"} and split[0][1] < often
+
+
+def test_a_start_many_continuations_share_leads_when_it_saves_more_keystrokes() -> None:
+    retriever = Retriever(None)
+    prefix = "".join(f"    def __init__(self, arg{i}, b{i}):\n" for i in range(6)) + "    def __in"
+    starts = {f.text: f for f in retriever.find(prefix, "") if f.partial}
+    assert set(starts) == {"it__", "it__(", "it__(self", "it__(self,"}  # ends at a token
+    assert starts["it__(self,"].document_count == 6
+    (best, confidence), *wholes = retriever.candidates(prefix, "")
+    assert best == "it__(self," and all(confidence > c for _, c in wholes)
+    assert {t for t, _ in wholes} == {f"it__(self, arg{i}, b{i}):" for i in range(6)}
+    # Unless a whole line is expected to save nearly as much: then it leads.
+    whole_first = Retriever(None, RetrievalConfig(prefer_whole=100.0))
+    assert whole_first.candidates(prefix, "")[0][0].startswith("it__(self, arg")
+    # A shared start is right when the line goes on with it, a whole line when it is the rest.
+    assert right(starts["it__(self,"], "it__(self, other):") and not right(
+        starts["it__(self,"], "it__(cls):"
+    )
+    assert not right(Found("it__(self, arg1, b1):", 1, 5, 1, 0, 6), "it__(self, arg1):")
 
 
 def test_disabled_retrieval_finds_nothing() -> None:
