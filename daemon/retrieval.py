@@ -46,9 +46,9 @@ class RetrievalConfig:
     document_chars: int = 200_000  # of the current file searched, each side of the cursor
     document_weight: float = 3.0  # one occurrence in the current file counts this many times
     shared_from: int = 2  # the most frequent continuations per context whose shared starts count
-    # A shared start leads when confidence x length is this many times the best whole line's
-    # (bench/calibrate.py: exact match against keystrokes saved for a few values).
-    prefer_whole: float = 2.0
+    # A shared start may lead only when no whole line is at least this confident (calibrated:
+    # right about this often). Higher trades exact whole lines for keystrokes saved.
+    shared_below: float = 0.1
     weights: tuple[float, ...] = DEFAULT_WEIGHTS
 
 
@@ -227,17 +227,17 @@ class Retriever:
         return 1.0 / (1.0 + math.exp(-z))
 
     def candidates(self, prefix: str, suffix: str) -> list[tuple[str, float]]:
-        """(text, confidence), best first: whole rests of line, most confident first, led by the
-        shared start expected to save the most keystrokes (confidence x length) when that is
-        more than `prefer_whole` times what the best whole line is expected to save."""
+        """(text, confidence), best first: whole rests of line, most confident first. When none
+        reaches `shared_below`, the shared start expected to save the most keystrokes
+        (confidence x length) leads if it is expected to save more than the best whole line."""
         if not self.config.enabled:
             return []
         scored = [(f, self.confidence(f)) for f in self.find(prefix, suffix)]
         wholes = sorted(((f.text, c) for f, c in scored if not f.partial), key=lambda s: -s[1])
         starts = [(f.text, c) for f, c in scored if f.partial]
-        if starts:
+        if starts and (not wholes or wholes[0][1] < self.config.shared_below):
             text, confidence = max(starts, key=lambda s: s[1] * len(s[0]))
             best = wholes[0][1] * len(wholes[0][0]) if wholes else 0.0
-            if confidence * len(text) > self.config.prefer_whole * best:
+            if confidence * len(text) > best:
                 return [(text, confidence), *wholes]
         return wholes

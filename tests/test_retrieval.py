@@ -159,8 +159,8 @@ def test_a_start_many_continuations_share_leads_when_it_saves_more_keystrokes() 
     (best, confidence), *wholes = retriever.candidates(prefix, "")
     assert best == "it__(self," and all(confidence > c for _, c in wholes)
     assert {t for t, _ in wholes} == {f"it__(self, arg{i}, b{i}):" for i in range(6)}
-    # Unless a whole line is expected to save nearly as much: then it leads.
-    whole_first = Retriever(None, RetrievalConfig(prefer_whole=100.0))
+    # Not when a whole line is confident enough.
+    whole_first = Retriever(None, RetrievalConfig(shared_below=0.0))
     assert whole_first.candidates(prefix, "")[0][0].startswith("it__(self, arg")
     # A shared start is right when the line goes on with it, a whole line when it is the rest.
     assert right(starts["it__(self,"], "it__(self, other):") and not right(
