@@ -290,10 +290,12 @@ def test_warm_needs_a_document_key(running_daemon: Daemon) -> None:
 
 def test_a_deadline_already_passed_is_reported_and_serving_goes_on(running_daemon: Daemon) -> None:
     with client_for(running_daemon) as client:
+        # gRPC's timers count whole milliseconds, so a 1 us deadline lasts up to ~2 ms, and a
+        # line copied from the repository is ready sooner. Sixteen lines sampled at a high
+        # temperature run the model for hundreds of steps (tens of ms): always late.
+        slow = pb.CompleteRequest(prefix=NEW_HANDLER, max_chars=400, n=16, temperature=3.0)
         with pytest.raises(grpc.RpcError) as err:
-            client.completion.Complete(
-                pb.CompleteRequest(prefix=NEW_HANDLER, max_chars=400), timeout=1e-6
-            )
+            client.completion.Complete(slow, timeout=1e-6)
         assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert client.complete(NEW_HANDLER).candidates
 
