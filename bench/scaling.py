@@ -138,13 +138,47 @@ def serving(model_path: Path, vocab_size: int, provider: str, seconds: float) ->
         state = engine.zero_state(batch)
         return lambda: engine.run(ids, state)
 
-    for name, batch, steps in (("keystroke", 1, 1), ("beam", 4, 1), ("prefix", 1, 512)):
-        ms = np.array(timed(call(batch, steps), seconds)) * 1000
-        out[name] = f"{np.percentile(ms, 50):.3f} / {np.percentile(ms, 99):.3f}"
-    for batch, steps in ((64, 1), (256, 64)):
-        runs = timed(call(batch, steps), seconds)
-        out[f"batch{batch}x{steps}"] = f"{batch * steps * len(runs) / sum(runs):,.0f}"
+    cases = [("", call)]
+    if engine.provider == "CUDAExecutionProvider":
+        cases.append(("bound ", lambda batch, steps: bound_call(engine, batch, steps, rng)))
+    for tag, make in cases:
+        for name, batch, steps in (("keystroke", 1, 1), ("beam", 4, 1), ("prefix", 1, 512)):
+            ms = np.array(timed(make(batch, steps), seconds)) * 1000
+            out[tag + name] = f"{np.percentile(ms, 50):.3f} / {np.percentile(ms, 99):.3f}"
+        for batch, steps in ((64, 1), (256, 64)):
+            runs = timed(make(batch, steps), seconds)
+            out[f"{tag}batch{batch}x{steps}"] = f"{batch * steps * len(runs) / sum(runs):,.0f}"
     return out
+
+
+def bound_call(engine: OnnxEngine, batch: int, steps: int, rng: np.random.Generator):
+    """One engine step with IO binding: the LSTM state stays on the GPU from one call to the
+    next (two buffers in turn), only the ids go up and the logits come back, to see whether
+    keeping the state on the device pays for the daemon's calls."""
+    session = engine.session
+    shape = (engine.num_layers, batch, engine.hidden_size)
+
+    def on_gpu() -> ort.OrtValue:
+        return ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32), "cuda", 0)
+
+    states = [(on_gpu(), on_gpu()), (on_gpu(), on_gpu())]
+    ids = rng.integers(1, engine.vocab_size, (batch, steps))
+    binding = session.io_binding()
+    turn = [0]
+
+    def step() -> np.ndarray:
+        source, target = states[turn[0]], states[1 - turn[0]]
+        binding.bind_cpu_input("ids", ids)
+        binding.bind_ortvalue_input("h", source[0])
+        binding.bind_ortvalue_input("c", source[1])
+        binding.bind_output("logits", "cpu")
+        binding.bind_ortvalue_output("h_out", target[0])
+        binding.bind_ortvalue_output("c_out", target[1])
+        session.run_with_iobinding(binding)
+        turn[0] ^= 1
+        return binding.get_outputs()[0].numpy()
+
+    return step
 
 
 def main() -> None:
@@ -229,6 +263,12 @@ def main() -> None:
             "prefix": "serving: cold prefix read 1x512, p50 / p99 ms",
             "batch64x1": "serving: batch 64 streams x 1 char, chars/s",
             "batch256x64": "serving: batch 256 streams x 64 chars, chars/s",
+        }
+        bound = "with IO binding (state kept on the GPU)"
+        labels |= {
+            f"bound {key}": label.replace("serving:", f"serving {bound}:")
+            for key, label in labels.items()
+            if key != "provider"
         }
         for key, label in labels.items():
             rows.append((label, cpu_serve.get(key, ""), gpu_serve.get(key, "")))
