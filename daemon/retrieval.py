@@ -120,45 +120,51 @@ def _file_continuations(
     return counts
 
 
-def _shared_starts(
-    repo: dict[str, int],
-    doc: dict[str, int],
-    heads: list[str],
-    rank: int,
-    context_chars: int,
-    total: int,
-) -> list[Found]:
-    """Starts of the most frequent continuations that several continuations share, counted over
-    all of them. When a context goes on in many ways that agree on their first tokens
-    (`__init__(self` then different arguments), those tokens are a surer suggestion than any
-    whole line, and accepting them saves keystrokes where no whole line would be right."""
-    keys = sorted({*repo, *doc})
-    starts: list[Found] = []
-    seen: set[str] = set()
-    for head in heads:
-        for m in _PIECE.finditer(head):
-            if m.end() == len(head):
-                break
-            piece = head[: m.end()]
-            if m.group().isspace() or piece in seen:
-                continue
-            seen.add(piece)
-            first = bisect_left(keys, piece)
-            sharing = keys[first : bisect_left(keys, piece + "\U0010ffff", first)]
-            if len(sharing) < 2:
-                break  # a longer start is shared by no more
-            starts.append(
-                Found(
-                    piece,
-                    rank,
-                    context_chars,
-                    sum(repo.get(k, 0) for k in sharing),
-                    sum(doc.get(k, 0) for k in sharing),
-                    total,
-                    partial=True,
-                )
-            )
-    return starts
+@dataclass(frozen=True)
+class _Tally:
+    """What one context found, kept so that its shared starts are derived only when needed."""
+
+    repo: dict[str, int]  # continuation -> occurrences in the index
+    doc: dict[str, int]  # ... in the current file
+    heads: list[str]  # its most frequent continuations
+    rank: int
+    chars: int
+    total: int
+
+    def shared_starts(self) -> list[Found]:
+        """Starts of the most frequent continuations that several continuations share, counted
+        over all of them. When a context goes on in many ways that agree on their first tokens
+        (`__init__(self` then different arguments), those tokens are a surer suggestion than any
+        whole line, and accepting them saves keystrokes where no whole line would be right."""
+        keys = sorted({*self.repo, *self.doc})
+        starts: list[Found] = []
+        seen: set[str] = set()
+        for head in self.heads:
+            for m in _PIECE.finditer(head):
+                if m.end() == len(head):
+                    break
+                piece = head[: m.end()]
+                if m.group().isspace() or piece in seen:
+                    continue
+                seen.add(piece)
+                first = bisect_left(keys, piece)
+                sharing = keys[first : bisect_left(keys, piece + "\U0010ffff", first)]
+                if len(sharing) < 2:
+                    break  # a longer start is shared by no more
+                repo = sum(self.repo.get(k, 0) for k in sharing)
+                doc = sum(self.doc.get(k, 0) for k in sharing)
+                starts.append(Found(piece, self.rank, self.chars, repo, doc, self.total, True))
+        return starts
+
+
+def _starts(wholes: dict[str, Found], tallies: list[_Tally]) -> list[Found]:
+    """The shared starts of every context, the most specific first, none equal to a whole."""
+    starts: dict[str, Found] = {}
+    for tally in tallies:
+        for start in tally.shared_starts():
+            if start.text not in wholes:
+                starts.setdefault(start.text, start)
+    return list(starts.values())
 
 
 def features(found: Found, document_weight: float) -> list[float]:
@@ -186,10 +192,16 @@ class Retriever:
         self.config = config or RetrievalConfig()
 
     def find(self, prefix: str, suffix: str) -> list[Found]:
-        """Distinct continuations of the text before the cursor, most specific context first."""
+        """Distinct continuations of the text before the cursor, most specific context first,
+        then the starts that several of them share."""
+        wholes, tallies = self._lookup(prefix, suffix)
+        return [*wholes.values(), *_starts(wholes, tallies)]
+
+    def _lookup(self, prefix: str, suffix: str) -> tuple[dict[str, Found], list[_Tally]]:
+        """Whole continuations by text, and what each context looked up found."""
         config = self.config
         found: dict[str, Found] = {}
-        wholes = 0
+        tallies: list[_Tally] = []
         for rank, context in contexts(prefix):
             if rank > 1 and len(context.strip()) < config.min_anchor_chars:
                 break
@@ -204,18 +216,14 @@ class Retriever:
             total = sum(repo.values()) + sum(doc.values())
             ordered = sorted({*repo, *doc}, key=lambda t: (-repo.get(t, 0) - doc.get(t, 0), t))
             chars = len(context.strip())
-            shared = _shared_starts(repo, doc, ordered[: config.shared_from], rank, chars, total)
-            for start in shared:  # a few per context, beside the whole ones
-                found.setdefault(start.text, start)
+            tallies.append(_Tally(repo, doc, ordered[: config.shared_from], rank, chars, total))
             for text in ordered:
-                if wholes >= config.max_candidates:
-                    return list(found.values())
-                known = found.get(text)
-                if known is None or known.partial:
+                if len(found) >= config.max_candidates:
+                    return found, tallies
+                if text not in found:
                     counts = repo.get(text, 0), doc.get(text, 0)
                     found[text] = Found(text, rank, chars, *counts, total)
-                    wholes += 1
-        return list(found.values())
+        return found, tallies
 
     def confidence(self, found: Found) -> float:
         z = sum(
@@ -232,10 +240,12 @@ class Retriever:
         (confidence x length) leads if it is expected to save more than the best whole line."""
         if not self.config.enabled:
             return []
-        scored = [(f, self.confidence(f)) for f in self.find(prefix, suffix)]
-        wholes = sorted(((f.text, c) for f, c in scored if not f.partial), key=lambda s: -s[1])
-        starts = [(f.text, c) for f, c in scored if f.partial]
-        if starts and (not wholes or wholes[0][1] < self.config.shared_below):
+        found, tallies = self._lookup(prefix, suffix)
+        wholes = sorted(((f.text, self.confidence(f)) for f in found.values()), key=lambda s: -s[1])
+        if not wholes or wholes[0][1] < self.config.shared_below:
+            starts = [(f.text, self.confidence(f)) for f in _starts(found, tallies)]
+            if not starts:
+                return wholes
             text, confidence = max(starts, key=lambda s: s[1] * len(s[0]))
             best = wholes[0][1] * len(wholes[0][0]) if wholes else 0.0
             if confidence * len(text) > best:
