@@ -10,11 +10,12 @@ line, and the truth is the rest of the line. Two cursor modes:
 
 Per mode: exact match (whitespace-token equality of the best candidate and the truth), edit
 similarity (1 - Levenshtein / longer length), answer rate (a non-empty candidate at or above
-`min_confidence`), calibration (exact match per confidence bucket; precision vs coverage for
-confidence thresholds) and latency (a cold read of the prefix's tail, as for a document the
-daemon has not seen). Once per run, keystrokes saved: lines replayed character by character from
-their indentation, accepting a suggestion (one keystroke) whenever it is a prefix of what is
-left to type.
+`min_confidence`), calibration (exact match and "a prefix of the truth" per confidence bucket:
+a confidence promises the latter, since a candidate may be the start of the line; precision vs
+coverage for confidence thresholds) and latency (a cold read of the prefix's tail, as for a
+document the daemon has not seen). Once per run, keystrokes saved: lines replayed character by
+character from their indentation, accepting a suggestion (one keystroke) whenever it is a prefix
+of what is left to type.
 
 Torch-free, like the rest of the daemon: what is measured is what serves. `run_eval` evaluates
 a store's current model (`completiond eval`); `evaluate` takes any `complete(Query)` function,
@@ -219,6 +220,7 @@ class Bucket:
     count: int
     exact_match: float  # nan when empty
     mean_confidence: float = math.nan
+    accepted: float = math.nan  # a prefix of the truth (what a confidence promises); nan when empty
 
 
 @dataclass
@@ -268,6 +270,7 @@ class ModeResult:
                     len(inside),
                     _mean([r.exact for r in inside]),
                     _mean([r.confidence or 0.0 for r in inside]),
+                    _mean([r.accepted for r in inside]),
                 )
             )
         return buckets
@@ -486,12 +489,13 @@ class EvalReport:
                 "",
                 f"## Calibration, {m}",
                 "",
-                "| confidence | answers | mean confidence | exact match |",
-                "|---|---:|---:|---:|",
+                "| confidence | answers | mean confidence | exact match | a prefix of the truth |",
+                "|---|---:|---:|---:|---:|",
             ]
             for b in r.calibration():
                 out.append(
-                    f"| {b.label} | {b.count} | {_num(b.mean_confidence)} | {_pct(b.exact_match)} |"
+                    f"| {b.label} | {b.count} | {_num(b.mean_confidence)} "
+                    f"| {_pct(b.exact_match)} | {_pct(b.accepted)} |"
                 )
             out += [
                 "",
@@ -577,14 +581,14 @@ class EvalReport:
             pts = [b for b in r.calibration() if b.count]
             ax.plot(
                 [b.mean_confidence for b in pts],
-                [b.exact_match for b in pts],
+                [b.accepted for b in pts],
                 marker="o",
                 label=m,
             )
             for b in pts:
-                ax.annotate(str(b.count), (b.mean_confidence, b.exact_match), fontsize=7)
+                ax.annotate(str(b.count), (b.mean_confidence, b.accepted), fontsize=7)
         ax.set_xlabel("confidence (bucket mean)")
-        ax.set_ylabel("exact match")
+        ax.set_ylabel("a prefix of the truth (accepting it is right)")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_title(f"calibration: {self.system}", fontsize=10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import random
 import subprocess
 import sys
@@ -134,6 +135,7 @@ def test_calibration_buckets_and_precision_coverage() -> None:
     assert buckets["[0.1, 0.3)"].exact_match == 0.5
     assert buckets["[0.9, 1]"].exact_match == 1.0
     assert buckets["[0.9, 1]"].mean_confidence == pytest.approx(0.95)
+    assert buckets["[0.1, 0.3)"].accepted == 0.5 and math.isnan(buckets["[0.3, 0.5)"].accepted)
     assert mode.answer_rate == pytest.approx(5 / 6)
     assert mode.exact_match == pytest.approx(3 / 6)
     rows = {t: (coverage, precision) for t, coverage, precision, _ in mode.precision_coverage()}
