@@ -7,7 +7,7 @@ the current one, the current line from its start (indentation included), then th
 from each of its later tokens. What followed there, up to the end of that line, becomes a
 candidate, from the repository's index (built by the training run) and from the current file
 itself (the text above the cursor's line and below it, weighted higher: a file repeats itself
-most).
+most), and lines of the current file with the cursor line's shape, names renamed.
 
 Each candidate's confidence is a logistic function of how it was found (the context's
 specificity, the share of occurrences that continue this way, its length, whether the file
@@ -28,9 +28,12 @@ from completiond.training.index import RepoIndex
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _PIECE = re.compile(r"\w+|[^\w\s]|\s+")  # where a shared start of continuations may end
+_NAME = re.compile(r"[A-Za-z_]\w*")
+_SHAPE_TOKEN = re.compile(r"[A-Za-z_]\w*|\d+|\S")
+SHAPE_RANK = 3  # Found.rank of a line of the same shape in the current file
 
 # Logistic weights for the features of `features` (bench/calibrate.py prints a refit).
-DEFAULT_WEIGHTS = (-0.127, 2.167, 1.754, 0.602, 0.124, -0.691, 0.208, 0.627, 0.831)
+DEFAULT_WEIGHTS = (-0.160, 2.159, 1.742, 0.591, 0.362, 0.126, -0.682, 0.210, 0.631, 0.841)
 
 
 @dataclass
@@ -45,6 +48,7 @@ class RetrievalConfig:
     document_occurrences: int = 200  # per context, in the current file
     document_chars: int = 200_000  # of the current file searched, each side of the cursor
     document_weight: float = 3.0  # one occurrence in the current file counts this many times
+    shape_lines: int = 200  # lines of the current file above and below compared by shape (0: off)
     shared_from: int = 2  # the most frequent continuations per context whose shared starts count
     # A shared start may lead only when no whole line is at least this confident (calibrated:
     # right about this often). Higher trades exact whole lines for keystrokes saved.
@@ -57,7 +61,8 @@ class Found:
     """A continuation and how it was found: the inputs of its confidence."""
 
     text: str
-    rank: int  # of the context that found it: 0 previous + current line, 1 current line, 2 token
+    rank: int  # of the context that found it: 0 previous + current line, 1 current line, 2 token,
+    # 3 (SHAPE_RANK) a line of the current file of the same shape, names renamed
     context_chars: int  # length of that context, blanks stripped
     repo_count: int  # occurrences of context + text in the index
     document_count: int  # ... and in the current file
@@ -167,6 +172,59 @@ def _starts(wholes: dict[str, Found], tallies: list[_Tally]) -> list[Found]:
     return list(starts.values())
 
 
+def _renamed(text: str, names: dict[str, str]) -> str:
+    return _NAME.sub(lambda m: names.get(m.group(), m.group()), text)
+
+
+def _shapes(prefix: str, suffix: str, lines: int) -> tuple[dict[str, int], int]:
+    """Continuations from lines of the current file with the cursor line's shape: the same
+    indentation and tokens with names renamed consistently (`'isError': require('./isError'),`
+    gives `'isEmpty':` the rest ` require('./isEmpty'),`). Files repeat shapes more than text.
+    Only where the cursor is not inside a name; returns (rest -> lines, lines matched)."""
+    start = prefix.rfind("\n") + 1
+    line = prefix[start:]
+    body = line.lstrip()
+    if not body or line[-1].isalnum() or line[-1] == "_" or lines <= 0:
+        return {}, 0
+    indent = line[: len(line) - len(body)]
+    tokens = _SHAPE_TOKEN.findall(body)
+    if len(tokens) < 2:
+        return {}, 0
+    window = 200 * lines  # characters each side: a huge file costs no more than a normal one
+    above = prefix[max(0, start - window) : start].split("\n")[-lines - 1 : -1]
+    if start > window:
+        above = above[1:]  # cut in the middle
+    below = suffix[:window].split("\n")[1 : lines + 1]
+    found: dict[str, int] = {}
+    matched = 0
+    for other in (*above, *below):
+        if not other.startswith(indent) or other[len(indent) : len(indent) + 1] != body[0]:
+            continue
+        theirs = _SHAPE_TOKEN.findall(other)
+        if len(theirs) <= len(tokens):
+            continue
+        names: dict[str, str] = {}
+        for a, b in zip(theirs, tokens, strict=False):
+            if _NAME.fullmatch(a) and _NAME.fullmatch(b):
+                if names.setdefault(a, b) != b:
+                    break
+            elif a != b:
+                break
+        else:
+            if all(a == b for a, b in names.items()):
+                continue  # the same text: the plain lookup finds it
+            end = 0
+            for token in theirs[: len(tokens)]:
+                end = other.index(token, end) + len(token)
+            rest = _renamed(other[end:], names).rstrip()
+            if line.endswith(" ") and rest.startswith(" "):
+                rest = rest[1:]
+            matched += 1
+            if rest:
+                found[rest] = found.get(rest, 0) + 1
+    return found, matched
+
+
 def features(found: Found, document_weight: float) -> list[float]:
     """The logistic model's inputs; DEFAULT_WEIGHTS are in this order."""
     weighted = found.repo_count + document_weight * found.document_count
@@ -176,6 +234,7 @@ def features(found: Found, document_weight: float) -> list[float]:
         math.log(max(share, 1e-3)),
         float(found.rank == 0),
         float(found.rank == 1),
+        float(found.rank == SHAPE_RANK),
         min(found.context_chars, 30) / 10,
         math.log1p(len(found.text)),
         math.log1p(found.total),
@@ -223,6 +282,12 @@ class Retriever:
                 if text not in found:
                     counts = repo.get(text, 0), doc.get(text, 0)
                     found[text] = Found(text, rank, chars, *counts, total)
+        shaped, matched = _shapes(prefix, suffix, config.shape_lines)
+        chars = len(prefix[prefix.rfind("\n") + 1 :].strip())
+        for text, count in sorted(shaped.items(), key=lambda item: -item[1]):
+            if len(found) >= config.max_candidates:
+                break
+            found.setdefault(text, Found(text, SHAPE_RANK, chars, 0, count, matched))
         return found, tallies
 
     def confidence(self, found: Found) -> float:

@@ -25,6 +25,7 @@ from completiond.daemon.decoder import Query
 from completiond.daemon.model_slot import ModelSlot, load_index
 from completiond.daemon.retrieval import (
     DEFAULT_WEIGHTS,
+    SHAPE_RANK,
     Found,
     RetrievalConfig,
     Retriever,
@@ -167,6 +168,25 @@ def test_a_start_many_continuations_share_leads_when_it_saves_more_keystrokes() 
         starts["it__(self,"], "it__(cls):"
     )
     assert not right(Found("it__(self, arg1, b1):", 1, 5, 1, 0, 6), "it__(self, arg1):")
+
+
+def test_a_line_of_the_same_shape_in_the_file_is_copied_with_its_names_renamed() -> None:
+    retriever = Retriever(None)
+    above = "module.exports = {\n" + "".join(
+        f"  '{name}': require('./{name}'),\n" for name in ("isError", "isArray")
+    )
+    found = {f.text: f for f in retriever.find(above + "  'isEmpty':", "\n};\n")}
+    shaped = found[" require('./isEmpty'),"]
+    assert (shaped.rank, shaped.document_count, shaped.total) == (SHAPE_RANK, 2, 2)
+    assert retriever.candidates(above + "  'isEmpty':", "")[0][0] == " require('./isEmpty'),"
+    # Lines below the cursor count too; a name renamed two ways is no match.
+    assert " require('./isEmpty')," in dict(retriever.candidates("x = 1\n  'isEmpty':", above))
+    clash = "f(a, a, b)\n"
+    assert all(f.rank != SHAPE_RANK for f in retriever.find(clash + "f(x, y,", ""))
+    # Not inside a name (its end is unknown), and not when turned off.
+    assert all(f.rank != SHAPE_RANK for f in retriever.find(above + "  'isEm", ""))
+    off = Retriever(None, RetrievalConfig(shape_lines=0))
+    assert all(f.rank != SHAPE_RANK for f in off.find(above + "  'isEmpty':", ""))
 
 
 def test_disabled_retrieval_finds_nothing() -> None:
