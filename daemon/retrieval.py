@@ -48,7 +48,7 @@ class RetrievalConfig:
     document_occurrences: int = 200  # per context, in the current file
     document_chars: int = 200_000  # of the current file searched, each side of the cursor
     document_weight: float = 3.0  # one occurrence in the current file counts this many times
-    shape_lines: int = 200  # lines of the current file above and below compared by shape (0: off)
+    shape_lines: int = 50  # lines of the current file above and below compared by shape (0: off)
     shared_from: int = 2  # the most frequent continuations per context whose shared starts count
     # A shared start may lead only when no whole line is at least this confident (calibrated:
     # right about this often). Higher trades exact whole lines for keystrokes saved.
