@@ -53,6 +53,7 @@ bench: install
 	$(BIN)/python bench/retrain.py
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/calibrate.py
+	$(BIN)/python bench/retrieval_rules.py --set "shared_below=0" "shape_lines=0"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
