@@ -16,6 +16,7 @@ Without a GPU (PyTorch's or onnxruntime's CUDA provider), the GPU rows say so.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import tempfile
@@ -161,13 +162,13 @@ def bound_call(engine: OnnxEngine, batch: int, steps: int, rng: np.random.Genera
     def on_gpu() -> ort.OrtValue:
         return ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32), "cuda", 0)
 
-    states = [(on_gpu(), on_gpu()), (on_gpu(), on_gpu())]
+    first, second = (on_gpu(), on_gpu()), (on_gpu(), on_gpu())
+    turns = itertools.cycle([(first, second), (second, first)])  # (source, target) in turn
     ids = rng.integers(1, engine.vocab_size, (batch, steps))
     binding = session.io_binding()
-    turn = [0]
 
     def step() -> np.ndarray:
-        source, target = states[turn[0]], states[1 - turn[0]]
+        source, target = next(turns)
         binding.bind_cpu_input("ids", ids)
         binding.bind_ortvalue_input("h", source[0])
         binding.bind_ortvalue_input("c", source[1])
@@ -175,7 +176,6 @@ def bound_call(engine: OnnxEngine, batch: int, steps: int, rng: np.random.Genera
         binding.bind_ortvalue_output("h_out", target[0])
         binding.bind_ortvalue_output("c_out", target[1])
         session.run_with_iobinding(binding)
-        turn[0] ^= 1
         return binding.get_outputs()[0].numpy()
 
     return step

@@ -26,7 +26,15 @@ import numpy as np
 from completiond.training.files import split_files
 from completiond.training.index import RepoIndex
 
-from .evaluate import MODES, EvalConfig, build_queries, eligible_lines, exact_match, sample_lines
+from .evaluate import (
+    MODES,
+    EvalConfig,
+    build_queries,
+    eligible_lines,
+    exact_match,
+    sample_lines,
+    starts_truth,
+)
 from .retrieval import DEFAULT_WEIGHTS, Found, RetrievalConfig, Retriever, features
 
 CALIBRATION_FILE = "retrieval.json"
@@ -56,7 +64,7 @@ class Calibration:
 def right(found: Found, truth: str) -> bool:
     """A whole rest of line is right when it is the truth; a shared start when the truth starts
     with it (accepting it saves those keystrokes)."""
-    return truth.startswith(found.text) if found.partial else exact_match(found.text, truth)
+    return starts_truth(found.text, truth) if found.partial else exact_match(found.text, truth)
 
 
 def label(retriever: Retriever, texts: dict[str, str], lines: int, seed: int = 0) -> Asked:

@@ -115,6 +115,13 @@ def exact_match(prediction: str, truth: str) -> bool:
     return prediction.split() == truth.split()
 
 
+def starts_truth(prediction: str, truth: str) -> bool:
+    """A non-empty start of the truth, blanks between tokens aside: what a user keeps on
+    accepting it (a shared start's confidence promises this, a whole line's exact match)."""
+    typed_ahead = " ".join(prediction.split())
+    return bool(typed_ahead) and " ".join(truth.split()).startswith(typed_ahead)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), q)) if values else math.nan
 
@@ -210,8 +217,7 @@ class QueryResult:
     @property
     def accepted(self) -> bool:
         """A non-empty prefix of the truth (blanks between tokens aside): what a user keeps."""
-        typed_ahead = " ".join(self.prediction.split())
-        return bool(typed_ahead) and " ".join(self.truth.split()).startswith(typed_ahead)
+        return starts_truth(self.prediction, self.truth)
 
 
 @dataclass
