@@ -172,6 +172,27 @@ def _starts(wholes: dict[str, Found], tallies: list[_Tally]) -> list[Found]:
     return list(starts.values())
 
 
+def _with_mass(
+    starts: list[tuple[str, float]], wholes: list[tuple[str, float]], heads: int = 3
+) -> list[tuple[str, float]]:
+    """Shared starts, each at least as confident as the whole lines that begin with it together
+    (they exclude each other: the line starts so at least that often), plus the token-boundary
+    starts of the `heads` most confident wholes that another whole shares. A start found in a
+    less specific context than the wholes it begins would otherwise look less sure than they."""
+    pieces = dict(starts)
+    for head, _ in wholes[:heads]:
+        for m in _PIECE.finditer(head):
+            piece = head[: m.end()]
+            if m.end() < len(head) and not m.group().isspace():
+                pieces.setdefault(piece, 0.0)
+    out = []
+    for piece, own in pieces.items():
+        sharing = [c for text, c in wholes if text.startswith(piece)]
+        if own or len(sharing) > 1:
+            out.append((piece, max(own, min(0.99, sum(sharing)))))
+    return out
+
+
 def _renamed(text: str, names: dict[str, str]) -> str:
     return _NAME.sub(lambda m: names.get(m.group(), m.group()), text)
 
@@ -302,13 +323,15 @@ class Retriever:
     def candidates(self, prefix: str, suffix: str) -> list[tuple[str, float]]:
         """(text, confidence), best first: whole rests of line, most confident first. When none
         reaches `shared_below`, the shared start expected to save the most keystrokes
-        (confidence x length) leads if it is expected to save more than the best whole line."""
+        (confidence x length; at least as confident as the wholes that begin with it) leads if it is expected to save more than the best whole line."""
         if not self.config.enabled:
             return []
         found, tallies = self._lookup(prefix, suffix)
         wholes = sorted(((f.text, self.confidence(f)) for f in found.values()), key=lambda s: -s[1])
         if not wholes or wholes[0][1] < self.config.shared_below:
-            starts = [(f.text, self.confidence(f)) for f in _starts(found, tallies)]
+            starts = _with_mass(
+                [(f.text, self.confidence(f)) for f in _starts(found, tallies)], wholes
+            )
             if not starts:
                 return wholes
             text, confidence = max(starts, key=lambda s: s[1] * len(s[0]))

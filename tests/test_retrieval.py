@@ -29,6 +29,7 @@ from completiond.daemon.retrieval import (
     Found,
     RetrievalConfig,
     Retriever,
+    _with_mass,
     contexts,
 )
 from completiond.training.bundle import ModelStore
@@ -168,6 +169,16 @@ def test_a_start_many_continuations_share_leads_when_it_saves_more_keystrokes() 
         starts["it__(self,"], "it__(cls):"
     )
     assert not right(Found("it__(self, arg1, b1):", 1, 5, 1, 0, 6), "it__(self, arg1):")
+
+
+def test_a_start_is_at_least_as_confident_as_the_whole_lines_beginning_with_it() -> None:
+    wholes = [("ab.c(x)", 0.08), ("ab.c(y)", 0.07), ("zz(1)", 0.02)]
+    starts = dict(_with_mass([("ab", 0.05), ("zz", 0.03)], wholes))
+    # "ab" was found less sure than the two lines that begin with it, together.
+    assert starts["ab"] == starts["ab.c("] == pytest.approx(0.15)
+    assert starts["zz"] == 0.03  # one line only: its own confidence stands
+    assert "ab.c(x" not in starts and "zz(" not in starts  # not shared by another line
+    assert dict(_with_mass([], [("a(", 0.7), ("a(b)", 0.6)]))["a("] == 0.99  # a probability
 
 
 def test_a_line_of_the_same_shape_in_the_file_is_copied_with_its_names_renamed() -> None:
