@@ -36,6 +36,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from baselines import NgramCompleter, train_toy_lstm  # bench/ is on the path when this runs
@@ -43,7 +44,7 @@ from bpc import PACKAGES, stdlib_corpus
 
 from completiond.daemon.evaluate import EvalConfig, EvalReport, evaluate, held_out_retriever
 from completiond.daemon.model_slot import ModelSlot, calibrated
-from completiond.daemon.retrieval import RetrievalConfig
+from completiond.daemon.retrieval import RetrievalConfig, Retriever
 from completiond.training.bundle import ModelStore
 from completiond.training.corpus import Corpus, build_corpus, read_texts
 from completiond.training.model import ModelConfig
@@ -159,21 +160,26 @@ def run_corpus(
         budget = TrainConfig(minutes=args.minutes)
         bundle = train_repository(repo, store, ModelConfig(), budget).bundle
     if "product" in args.systems:
-        product = ModelSlot(store).load_current()
         # The index without the held-out files; the confidence weights the training run fitted
         # on training files only.
-        product.decoder.retriever = held_out_retriever(
-            repo, corpus.train_files, calibrated(store, RetrievalConfig())
-        )
-        systems.append(
-            (
-                "product",
-                product.decoder.complete,
-                f"product 1x{bundle.meta['model']['hidden_size']}: retrieval (index of the "
-                "training files + the file), the model (beam 4) when nothing is found; "
-                f"{bundle.meta['val_bpc']:.3f} bits/char, {time.monotonic() - start:.0f} s",
+        fitted = calibrated(store, RetrievalConfig())
+        index = held_out_retriever(repo, corpus.train_files, fitted).index
+        for below in args.start_below:
+            product = ModelSlot(store)
+            product.load_current().decoder.retriever = Retriever(
+                index, replace(fitted, start_below=below)
             )
-        )
+            label = "product" if len(args.start_below) == 1 else f"product, start<{below:g}"
+            systems.append(
+                (
+                    label,
+                    product.get().decoder.complete,
+                    f"{label} 1x{bundle.meta['model']['hidden_size']}: retrieval (index of the "
+                    "training files + the file), the model (beam 4) when nothing is found, its "
+                    f"confident start when nothing found is {below:g} sure; "
+                    f"{bundle.meta['val_bpc']:.3f} bits/char, {time.monotonic() - start:.0f} s",
+                )
+            )
     if "model alone" in args.systems:
         alone = ModelSlot(store, retrieval_config=RetrievalConfig(enabled=False)).load_current()
         notes_alone = "model alone: the product's model, no retrieval"
@@ -211,8 +217,8 @@ def run_corpus(
         notes.append(f"  {note}; evaluated in {time.monotonic() - start:.0f} s")
         print(notes[-1], file=sys.stderr, flush=True)
         rows += row(name, system, report)
-        if system == "product" and args.report:
-            path = report.write(args.report / name)
+        if system.startswith("product") and args.report:
+            path = report.write(args.report / name / system.replace(" ", "").replace(",", "-"))
             notes.append(f"  product report: {path}")
     return rows, notes
 
@@ -225,6 +231,14 @@ def main() -> None:
     parser.add_argument("--corpora", default="python,c", help="comma-separated: python,c,js")
     parser.add_argument("--report", type=Path, help="write the product's report here per corpus")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--start-below",
+        type=float,
+        nargs="+",
+        default=[RetrievalConfig.start_below],
+        metavar="CONFIDENCE",
+        help="the product once per value of RetrievalConfig.start_below, same model, side by side",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument(
         "--systems", default=",".join(SYSTEMS), help=f"comma-separated, from {','.join(SYSTEMS)}"

@@ -94,10 +94,22 @@ def _add_retrieval(p: argparse.ArgumentParser) -> None:
         f"(default: {RetrievalConfig.model_below:g}; 0: only when nothing is found; "
         "above 1: always)",
     )
+    p.add_argument(
+        "--start-below",
+        type=float,
+        default=RetrievalConfig.start_below,
+        metavar="CONF",
+        help="when no candidate is this confident, offer the model's likeliest next characters "
+        "(cut where probability x length is largest) first if they are expected to save more "
+        f"keystrokes (default: {RetrievalConfig.start_below:g}; 0: never; higher trades exact "
+        "whole lines for keystrokes)",
+    )
 
 
 def _retrieval(args: argparse.Namespace) -> RetrievalConfig:
-    return RetrievalConfig(enabled=not args.no_retrieval, model_below=args.model_below)
+    return RetrievalConfig(
+        enabled=not args.no_retrieval, model_below=args.model_below, start_below=args.start_below
+    )
 
 
 def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -427,7 +439,9 @@ def _retrieval_line(info: dict[str, Any]) -> str:
     below = float(info.get("modelBelow", 0))
     model = f"below confidence {below:g}" if below > 0 else "when nothing is found"
     fitted = "fitted to this repository" if info.get("calibrated") else "the defaults"
-    return f"{index}; confidences: {fitted}; the model runs {model}"
+    start = float(info.get("startBelow", 0))
+    starts = f", and for a start below confidence {start:g}" if start > 0 else ""
+    return f"{index}; confidences: {fitted}; the model runs {model}{starts}"
 
 
 def _offline_status(args: argparse.Namespace) -> dict[str, Any]:

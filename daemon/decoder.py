@@ -5,8 +5,13 @@ the repository and the current file, with calibrated confidences; when its n-th 
 confident enough the model is not run at all. Otherwise a beam search over whole lines adds the
 model's own candidates: every beam runs as one row of a single batched engine call per
 character, a beam ends when the model predicts the newline, and its confidence is the model's
-probability of exactly that rest of line (newline included). With a temperature, `n` lines are
-sampled from the model in one batch instead (no retrieval: sampling is asked for variety).
+probability of exactly that rest of line (newline included). When even the best copied line is
+unlikely, the model also offers a confident start: its most probable next characters, cut where
+probability x length (the keystrokes accepting it is expected to save) is largest. A character
+model is reliably right about the end of a word or the next few symbols where no whole line is,
+and that start leads when it is expected to save more than the best line. With a temperature,
+`n` lines are sampled from the model in one batch instead (no retrieval: sampling is asked for
+variety).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ ScoredLines = list[tuple[Sequence[int] | np.ndarray, float]]  # character ids, l
 class DecoderConfig:
     default_max_chars: int = 80  # candidate length when the request does not say
     beam_width: int = 4  # beams kept at temperature 0 (at least the number of candidates asked)
+    start_chars: int = 24  # longest confident start of the model (RetrievalConfig.start_below)
 
 
 @dataclass(frozen=True)
@@ -95,14 +101,52 @@ class Decoder:
         )
         _check(query)  # a request given up during the lookup gets no answer
         enough = self.retriever is not None and len(retrieved) >= query.n
-        if enough and retrieved[query.n - 1][1] >= self.retriever.config.model_below:
+        copied = enough and retrieved[query.n - 1][1] >= self.retriever.config.model_below
+        start_below = self.retriever.config.start_below if self.retriever is not None else 0.0
+        if copied and (sampling or retrieved[0][1] >= start_below):
             return postprocess([], query, retrieved)
         logits, state = self.states.read(query.prefix, query.document)
-        search = self._sample if sampling else self._beam_search
-        lines = search(logits, state, query)
-        return postprocess(
-            [(self.tokenizer.decode(ids), lp) for ids, lp in lines], query, retrieved
-        )
+        lines: list[tuple[str, float]] = []
+        if not copied:
+            search = self._sample if sampling else self._beam_search
+            lines = [(self.tokenizer.decode(ids), lp) for ids, lp in search(logits, state, query)]
+        if sampling:
+            return postprocess(lines, query, retrieved)
+        scored = [*retrieved[:1], *((text, float(np.exp(lp))) for text, lp in lines)]
+        lead = None
+        if max((conf for _, conf in scored), default=0.0) < start_below:
+            best = max((conf * len(text) for text, conf in scored), default=0.0)
+            lead = self._confident_start(logits, state, query, best)
+        return postprocess(lines, query, retrieved, lead)
+
+    def _confident_start(
+        self, logits: np.ndarray, state: State, query: Query, to_beat: float
+    ) -> tuple[str, float] | None:
+        """The model's greedy next characters, cut where probability x length is largest, with
+        that probability; None unless that beats `to_beat` (what the best candidate is expected
+        to save). Stops as soon as no longer start could beat the best so far."""
+        limit = min(self.config.start_chars, query.max_chars)
+        ids: list[int] = []
+        logp_sum = 0.0
+        best: tuple[int, float] | None = None
+        for _ in range(limit):
+            _check(query)
+            logp = _printable(logits[:1].copy())[0]  # [V]; the cached logits stay untouched
+            token = int(np.argmax(logp))
+            if token == self.newline:
+                break
+            logp_sum += float(logp[token])
+            ids.append(token)
+            p = float(np.exp(logp_sum))
+            if p * len(ids) > to_beat:
+                best, to_beat = (len(ids), p), p * len(ids)
+            if p * limit <= to_beat:
+                break  # probabilities only fall: no longer start saves more
+            logits_3d, state = self.engine.run(np.array([[token]], np.int64), state)
+            logits = logits_3d[:, -1, :]
+        if best is None:
+            return None
+        return self.tokenizer.decode(ids[: best[0]]), best[1]
 
     def _beam_search(self, logits: np.ndarray, state: State, query: Query) -> ScoredLines:
         width = max(self.config.beam_width, query.n)
@@ -178,13 +222,15 @@ def postprocess(
     lines: list[tuple[str, float]],
     query: Query,
     retrieved: Sequence[tuple[str, float]] = (),
+    lead: tuple[str, float] | None = None,
 ) -> list[Candidate]:
     """Candidates from decoded lines with their log-probabilities and retrieved lines with their
     confidences: trailing blanks dropped, at most max_chars, nothing that repeats what already
     follows the cursor on its line (an auto-inserted `)`), no empty candidates, equal texts
     merged (the model's probabilities add up; a retrieved line keeps the larger of its own
-    confidence and the model's), best first (most confident first when the model ran, else in
-    the retriever's order), at most n, none below min_confidence."""
+    confidence and the model's), best first (`lead`, the model's confident start, when given;
+    then most confident first when the model ran, else in the retriever's order), at most n,
+    none below min_confidence."""
     following = query.suffix.split("\n", 1)[0].strip()
 
     def clean(text: str) -> str:
@@ -200,6 +246,10 @@ def postprocess(
             merged[text] = max(merged.get(text, 0.0), confidence)
     # The retriever's order stands on its own (a shared start may lead more confident lines).
     ranked = sorted(merged.items(), key=lambda item: -item[1]) if lines else list(merged.items())
+    if lead is not None and (first := clean(lead[0])):
+        ranked = [(first, max(lead[1], merged.get(first, 0.0)))] + [
+            item for item in ranked if item[0] != first
+        ]
     return [
         Candidate(text, conf) for text, conf in ranked[: query.n] if conf >= query.min_confidence
     ]

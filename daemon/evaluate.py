@@ -755,7 +755,15 @@ def _retrieval_note(config: RetrievalConfig, files: int) -> str:
         if config.model_below <= 0
         else f"when the best copied line's confidence is below {config.model_below:g}"
     )
-    return f"retrieval from an index of the {files} training files and the file; the model {when}"
+    start = (
+        f", and for its confident start when no candidate reaches {config.start_below:g}"
+        if config.start_below > 0
+        else ""
+    )
+    return (
+        f"retrieval from an index of the {files} training files and the file; the model {when}"
+        f"{start}"
+    )
 
 
 def held_out_retriever(

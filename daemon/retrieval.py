@@ -42,6 +42,11 @@ class RetrievalConfig:
     # The model runs too when the n-th best candidate found here is less confident than this
     # (0: only when nothing is found; above 1: always).
     model_below: float = 0.0
+    # The model's confident start (its likeliest next characters, cut where probability x length
+    # is largest) is offered when no candidate is at least this confident, and leads when it is
+    # expected to save more keystrokes (0: never; above 1: always). Higher trades exact whole
+    # lines for keystrokes saved.
+    start_below: float = 0.1
     max_candidates: int = 16  # whole continuations collected, most specific contexts first
     min_anchor_chars: int = 2  # shortest context (after the line's start) worth looking up
     occurrences_read: int = 100  # per context, in the index (an even sample beyond)
@@ -323,7 +328,8 @@ class Retriever:
     def candidates(self, prefix: str, suffix: str) -> list[tuple[str, float]]:
         """(text, confidence), best first: whole rests of line, most confident first. When none
         reaches `shared_below`, the shared start expected to save the most keystrokes
-        (confidence x length; at least as confident as the wholes that begin with it) leads if it is expected to save more than the best whole line."""
+        (confidence x length; at least as confident as the wholes that begin with it) leads if
+        it is expected to save more than the best whole line."""
         if not self.config.enabled:
             return []
         found, tallies = self._lookup(prefix, suffix)

@@ -151,6 +151,7 @@ def retrieval_info(retriever: Retriever | None) -> pb.RetrievalInfo:
         indexed_chars=len(index.text) if index else 0,
         indexed_places=len(index.positions) if index else 0,
         model_below=retriever.config.model_below,
+        start_below=retriever.config.start_below,
         calibrated=retriever.config.weights != DEFAULT_WEIGHTS,
     )
 

@@ -10,6 +10,7 @@ import pytest
 
 from completiond.daemon.decoder import Decoder, DecoderConfig, Query, postprocess
 from completiond.daemon.engine import State
+from completiond.daemon.retrieval import RetrievalConfig, Retriever
 from completiond.daemon.state_cache import ContextConfig, DocumentStates
 from completiond.errors import Cancelled
 from completiond.training.tokenizer import CharTokenizer
@@ -38,10 +39,17 @@ class BigramEngine:
 TOK = CharTokenizer.fit([""])
 
 
-def decoder(table: dict[str, dict[str, float]], beam_width: int = 4) -> Decoder:
+def decoder(
+    table: dict[str, dict[str, float]],
+    beam_width: int = 4,
+    start_below: float = 0.0,
+    retriever: Retriever | None = None,
+) -> Decoder:
     engine = BigramEngine(TOK, table)
     states = DocumentStates(engine, TOK, ContextConfig())
-    return Decoder(engine, TOK, states, DecoderConfig(beam_width=beam_width))
+    if retriever is None and start_below:  # the model's start without any copied line
+        retriever = Retriever(None, RetrievalConfig(enabled=False, start_below=start_below))
+    return Decoder(engine, TOK, states, DecoderConfig(beam_width=beam_width), retriever)
 
 
 CHAIN = {"a": {"b": 0.9, "z": 0.1}, "b": {"c": 0.8, "\n": 0.2}, "c": {"\n": 1.0}, "z": {"\n": 1.0}}
@@ -128,6 +136,33 @@ def test_postprocess_merges_lines_that_become_equal() -> None:
     lines = [("x)", math.log(0.3)), ("x", math.log(0.2))]
     got = postprocess(lines, Query(prefix="", suffix=")", n=2))
     assert [(c.text, round(c.confidence, 3)) for c in got] == [("x", 0.5)]
+
+
+# "self" is certain, what follows it is not: the start saves 4 keystrokes for sure, the likeliest
+# whole line 5 about one time in three.
+SELF = {"x": {"s": 1.0}, "s": {"e": 1.0}, "e": {"l": 1.0}, "l": {"f": 1.0}}
+SELF |= {"f": {"1": 0.3, "2": 0.25, "3": 0.25, "4": 0.2}, **{d: {"\n": 1.0} for d in "1234"}}
+
+
+def test_the_models_confident_start_leads_when_it_saves_more_than_any_line() -> None:
+    got = decoder(SELF, start_below=0.5).complete(Query(prefix="x", n=2))
+    assert [c.text for c in got] == ["self", "self1"]
+    assert got[0].confidence == pytest.approx(1.0) and got[1].confidence == pytest.approx(0.3)
+    # Not when a line is confident enough, nor by default for lines this likely.
+    assert decoder(SELF).complete(Query(prefix="x"))[0].text == "self1"
+    assert decoder(SELF, start_below=0.2).complete(Query(prefix="x"))[0].text == "self1"
+    # A start no more likely than the line it begins is no better than that line.
+    assert decoder(CHAIN, start_below=1.0).complete(Query(prefix="a"))[0].text == "bc"
+
+
+def test_a_weak_copied_line_gets_the_models_start_and_a_sure_one_skips_the_model() -> None:
+    document = "x = self.alpha(1)\n"
+    unsure = Retriever(None, RetrievalConfig(weights=(-8.0, *[0.0] * 9)))
+    weak = decoder(SELF, retriever=unsure)
+    assert [c.text for c in weak.complete(Query(prefix=document + "x"))] == ["self"]
+    sure = decoder(SELF, retriever=Retriever(None, RetrievalConfig(weights=(8.0, *[0.0] * 9))))
+    assert [c.text for c in sure.complete(Query(prefix=document + "x"))] == [" = self.alpha(1)"]
+    assert sure.engine.calls == 0
 
 
 def test_a_cancelled_request_stops_decoding() -> None:
