@@ -120,6 +120,7 @@ def test_status_shows_the_model_and_the_daemon(served: Served) -> None:
     text = served.cli("status").stdout
     assert "parameters" in text and "bits/char" in text and "unix://" in text
     assert "retrieval   index of " in text and "the model runs when nothing is found" in text
+    assert "and for a start below confidence 0.1" in text
     assert "confidences: " in text
     status = json.loads(served.cli("status", "--json").stdout)
     assert status["trainingState"] in ("idle", "training")  # the background full model
@@ -193,12 +194,13 @@ def test_eval_reports_quality_of_the_stored_model(
     result = run_cli(
         "eval", "--repo", str(fixture_repo), "--store", str(trained_store.root),
         "--queries", "12", "--replay-lines", "3", "--json", "--report", str(tmp_path / "r"),
-        cwd=tmp_path,
+        "--start-below", "0.5", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert "typed" in json.dumps(summary) and "exact_match" in json.dumps(summary)
-    assert (tmp_path / "r" / "report.md").read_text().strip()
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "for its confident start when no candidate reaches 0.5" in report
     missing = run_cli(
         "eval", "--repo", str(fixture_repo), "--store", str(tmp_path / "none"), cwd=tmp_path
     )
