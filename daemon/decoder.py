@@ -250,6 +250,6 @@ def postprocess(
         ranked = [(first, max(lead[1], merged.get(first, 0.0)))] + [
             item for item in ranked if item[0] != first
         ]
-    return [
-        Candidate(text, conf) for text, conf in ranked[: query.n] if conf >= query.min_confidence
-    ]
+    # Filtered before the first n are taken: a less confident candidate may lead (a start).
+    shown = [Candidate(text, conf) for text, conf in ranked if conf >= query.min_confidence]
+    return shown[: query.n]

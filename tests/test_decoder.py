@@ -165,6 +165,15 @@ def test_a_weak_copied_line_gets_the_models_start_and_a_sure_one_skips_the_model
     assert sure.engine.calls == 0
 
 
+def test_a_start_below_min_confidence_gives_way_to_a_candidate_above_it() -> None:
+    unsure_self = {**SELF, "x": {"s": 0.3, "t": 0.25, "u": 0.25, "v": 0.2}}
+    halves = Retriever(None, RetrievalConfig(weights=(0.0,) * 10, start_below=1.0))  # all 0.5
+    model = decoder(unsure_self, retriever=halves)
+    assert [c.text for c in model.complete(Query(prefix="xy\nx"))] == ["self"]  # 0.3 x 4 > 0.5
+    shown = model.complete(Query(prefix="xy\nx", min_confidence=0.4))
+    assert [(c.text, c.confidence) for c in shown] == [("y", 0.5)]
+
+
 def test_a_cancelled_request_stops_decoding() -> None:
     cancelled = threading.Event()
     cancelled.set()
