@@ -131,8 +131,10 @@ class Decoder:
         best: tuple[int, float] | None = None
         for _ in range(limit):
             _check(query)
-            logp = _printable(logits[:1].copy())[0]  # [V]; the cached logits stay untouched
+            logp = logits[0]  # [V], read only: the state cache may hold these logits
             token = int(np.argmax(logp))
+            if token == UNK_ID:  # no text to show: the likeliest printable character
+                token = int(np.argmax(_printable(logits[:1].copy())[0]))
             if token == self.newline:
                 break
             logp_sum += float(logp[token])
@@ -140,8 +142,8 @@ class Decoder:
             p = float(np.exp(logp_sum))
             if p * len(ids) > to_beat:
                 best, to_beat = (len(ids), p), p * len(ids)
-            if p * limit <= to_beat:
-                break  # probabilities only fall: no longer start saves more
+            if p * limit <= to_beat or p < query.min_confidence:
+                break  # probabilities only fall: no longer start saves more, or is shown
             logits_3d, state = self.engine.run(np.array([[token]], np.int64), state)
             logits = logits_3d[:, -1, :]
         if best is None:
