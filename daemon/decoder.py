@@ -36,7 +36,7 @@ ScoredLines = list[tuple[Sequence[int] | np.ndarray, float]]  # character ids, l
 class DecoderConfig:
     default_max_chars: int = 80  # candidate length when the request does not say
     beam_width: int = 4  # beams kept at temperature 0 (at least the number of candidates asked)
-    start_chars: int = 24  # longest confident start of the model (RetrievalConfig.start_below)
+    start_chars: int = 12  # longest confident start of the model (24 measured the same)
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class Query:
     document: str = ""  # key of the document's cached state; "" reads the prefix's tail cold
     seed: int | None = None  # for reproducible sampling
     cancelled: threading.Event | None = None  # set when the client gave up: stop decoding
+    light: bool = False  # no optional model work (the confident start): the daemon is busy
 
 
 def _printable(logp: np.ndarray) -> np.ndarray:
@@ -102,7 +103,11 @@ class Decoder:
         _check(query)  # a request given up during the lookup gets no answer
         enough = self.retriever is not None and len(retrieved) >= query.n
         copied = enough and retrieved[query.n - 1][1] >= self.retriever.config.model_below
-        start_below = self.retriever.config.start_below if self.retriever is not None else 0.0
+        start_below = (
+            self.retriever.config.start_below
+            if self.retriever is not None and not query.light
+            else 0.0
+        )
         if copied and (sampling or retrieved[0][1] >= start_below):
             return postprocess([], query, retrieved)
         logits, state = self.states.read(query.prefix, query.document)

@@ -12,7 +12,8 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 import grpc
 
@@ -41,6 +42,31 @@ class RequestLimits:
     # only convoy on the GIL (bench/latency.py, 16 clients on 2 cores: 268/s with 8 at once,
     # 376/s with 2, 384/s with 1; 4 clients: 282, 337, 466/s). RPC threads stay free for I/O.
     concurrent_decodes: int = 1
+
+
+class DecodeSlots:
+    """At most `limit` decodes at once, and whether others are waiting for one: a request that
+    starts while the daemon is busy gets the lighter decode (no optional model work), so
+    everyone is answered fast before anyone is answered better."""
+
+    def __init__(self, limit: int) -> None:
+        self._slots = threading.BoundedSemaphore(limit)
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._asking = 0  # requests decoding or waiting to
+
+    @contextmanager
+    def decode(self) -> Iterator[bool]:
+        """Hold a slot for one decode; yields whether the daemon was busy when it was asked."""
+        with self._lock:
+            self._asking += 1
+            busy = self._asking > self._limit
+        try:
+            with self._slots:
+                yield busy
+        finally:
+            with self._lock:
+                self._asking -= 1
 
 
 def document_key(request: pb.CompleteRequest | pb.WarmRequest) -> str:
@@ -105,7 +131,7 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
         self.slot = slot
         self.feedback = feedback
         self.limits = limits or RequestLimits()
-        self._decoding = threading.BoundedSemaphore(self.limits.concurrent_decodes)
+        self._decoding = DecodeSlots(self.limits.concurrent_decodes)
 
     def Complete(
         self, request: pb.CompleteRequest, context: grpc.ServicerContext
@@ -117,8 +143,8 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
         cancelled = threading.Event()
         context.add_callback(cancelled.set)  # the client cancelled, or the deadline passed
         query = validate(request, self.limits, model.decoder.config.default_max_chars, cancelled)
-        with self._decoding:
-            candidates = model.decoder.complete(query)
+        with self._decoding.decode() as busy:
+            candidates = model.decoder.complete(replace(query, light=busy))
         return pb.CompleteResponse(
             candidates=[pb.Candidate(text=c.text, confidence=c.confidence) for c in candidates],
             model_version=model.version,

@@ -6,6 +6,7 @@ import io
 import os
 import shutil
 import stat
+import threading
 from pathlib import Path
 
 import grpc
@@ -18,6 +19,7 @@ from completiond.daemon.calibration import CALIBRATION_FILE, load_calibration
 from completiond.daemon.daemon import Daemon, DaemonConfig
 from completiond.daemon.retrieval import RetrievalConfig, Retriever
 from completiond.daemon.server import ServerConfig, parse_listen
+from completiond.daemon.service import DecodeSlots
 from completiond.daemon.watcher import WatchConfig
 from completiond.errors import AlreadyRunning, InvalidRequest
 from completiond.training.bundle import ModelStore
@@ -324,3 +326,21 @@ def test_feedback_is_counted_per_client_and_kept_across_restarts(running_daemon:
     running_daemon.close()
     saved = (running_daemon.slot.store.root / "feedback.json").read_text()
     assert '"dismissed": 2' in saved and "return" not in saved
+
+
+def test_a_decode_asked_while_another_runs_or_waits_is_light() -> None:
+    slots = DecodeSlots(1)
+    with slots.decode() as first:
+        waiting: list[bool] = []
+        second = threading.Thread(target=lambda: waiting.append(_decode_once(slots)))
+        second.start()
+        second.join(0.2)
+        assert second.is_alive() and not waiting  # one decode at a time: it waits
+    second.join(5)
+    assert first is False and waiting == [True]
+    assert _decode_once(slots) is False  # nobody else asking: a full decode again
+
+
+def _decode_once(slots: DecodeSlots) -> bool:
+    with slots.decode() as busy:
+        return busy

@@ -151,6 +151,8 @@ def test_the_models_confident_start_leads_when_it_saves_more_than_any_line() -> 
     # Not when a line is confident enough, nor by default for lines this likely.
     assert decoder(SELF).complete(Query(prefix="x"))[0].text == "self1"
     assert decoder(SELF, start_below=0.2).complete(Query(prefix="x"))[0].text == "self1"
+    # Nor when the daemon is busy (a light decode).
+    assert decoder(SELF, start_below=0.5).complete(Query(prefix="x", light=True))[0].text == "self1"
     # A start no more likely than the line it begins is no better than that line.
     assert decoder(CHAIN, start_below=1.0).complete(Query(prefix="a"))[0].text == "bc"
 
