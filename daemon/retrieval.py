@@ -49,8 +49,8 @@ class RetrievalConfig:
     start_below: float = 0.1
     max_candidates: int = 16  # whole continuations collected, most specific contexts first
     min_anchor_chars: int = 2  # shortest context (after the line's start) worth looking up
-    occurrences_read: int = 100  # per context, in the index (an even sample beyond)
-    document_occurrences: int = 200  # per context, in the current file
+    occurrences_read: int = 50  # per context, in the index (an even sample beyond)
+    document_occurrences: int = 50  # per context, in the current file
     document_chars: int = 200_000  # of the current file searched, each side of the cursor
     document_weight: float = 3.0  # one occurrence in the current file counts this many times
     shape_lines: int = 50  # lines of the current file above and below compared by shape (0: off)
