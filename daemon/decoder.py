@@ -7,11 +7,11 @@ model's own candidates: every beam runs as one row of a single batched engine ca
 character, a beam ends when the model predicts the newline, and its confidence is the model's
 probability of exactly that rest of line (newline included). When even the best copied line is
 unlikely, the model also offers a confident start: its most probable next characters, cut where
-probability x length (the keystrokes accepting it is expected to save) is largest. A character
-model is reliably right about the end of a word or the next few symbols where no whole line is,
-and that start leads when it is expected to save more than the best line. With a temperature,
-`n` lines are sampled from the model in one batch instead (no retrieval: sampling is asked for
-variety).
+probability x (length - 1) (the keystrokes accepting it is expected to save: accepting is one)
+is largest. A character model is reliably right about the end of a word or the next few symbols
+where no whole line is, and that start leads when it is expected to save more than the best
+line. With a temperature, `n` lines are sampled from the model in one batch instead (no
+retrieval: sampling is asked for variety).
 """
 
 from __future__ import annotations
@@ -120,14 +120,14 @@ class Decoder:
         scored = [*retrieved[:1], *((text, float(np.exp(lp))) for text, lp in lines)]
         lead = None
         if max((conf for _, conf in scored), default=0.0) < start_below:
-            best = max((conf * len(text) for text, conf in scored), default=0.0)
+            best = max((conf * (len(text) - 1) for text, conf in scored), default=0.0)
             lead = self._confident_start(logits, state, query, best)
         return postprocess(lines, query, retrieved, lead)
 
     def _confident_start(
         self, logits: np.ndarray, state: State, query: Query, to_beat: float
     ) -> tuple[str, float] | None:
-        """The model's greedy next characters, cut where probability x length is largest, with
+        """The model's greedy next characters, cut where probability x (length - 1) is largest, with
         that probability; None unless that beats `to_beat` (what the best candidate is expected
         to save). Stops as soon as no longer start could beat the best so far."""
         limit = min(self.config.start_chars, query.max_chars)
@@ -145,9 +145,9 @@ class Decoder:
             logp_sum += float(logp[token])
             ids.append(token)
             p = float(np.exp(logp_sum))
-            if p * len(ids) > to_beat:
-                best, to_beat = (len(ids), p), p * len(ids)
-            if p * limit <= to_beat or p < query.min_confidence:
+            if p * (len(ids) - 1) > to_beat:
+                best, to_beat = (len(ids), p), p * (len(ids) - 1)
+            if p * (limit - 1) <= to_beat or p < query.min_confidence:
                 break  # probabilities only fall: no longer start saves more, or is shown
             logits_3d, state = self.engine.run(np.array([[token]], np.int64), state)
             logits = logits_3d[:, -1, :]

@@ -42,10 +42,10 @@ class RetrievalConfig:
     # The model runs too when the n-th best candidate found here is less confident than this
     # (0: only when nothing is found; above 1: always).
     model_below: float = 0.0
-    # The model's confident start (its likeliest next characters, cut where probability x length
-    # is largest) is offered when no candidate is at least this confident, and leads when it is
-    # expected to save more keystrokes (0: never; above 1: always). Higher trades exact whole
-    # lines for keystrokes saved.
+    # The model's confident start (its likeliest next characters, cut where probability x
+    # characters saved is largest) is offered when no candidate is at least this confident, and
+    # leads when it is expected to save more keystrokes (0: never; above 1: always). Higher
+    # trades exact whole lines for keystrokes saved.
     start_below: float = 0.1
     max_candidates: int = 16  # whole continuations collected, most specific contexts first
     min_anchor_chars: int = 2  # shortest context (after the line's start) worth looking up

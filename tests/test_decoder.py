@@ -171,7 +171,7 @@ def test_a_start_below_min_confidence_gives_way_to_a_candidate_above_it() -> Non
     unsure_self = {**SELF, "x": {"s": 0.3, "t": 0.25, "u": 0.25, "v": 0.2}}
     halves = Retriever(None, RetrievalConfig(weights=(0.0,) * 10, start_below=1.0))  # all 0.5
     model = decoder(unsure_self, retriever=halves)
-    assert [c.text for c in model.complete(Query(prefix="xy\nx"))] == ["self"]  # 0.3 x 4 > 0.5
+    assert [c.text for c in model.complete(Query(prefix="xy\nx"))] == ["self"]  # 0.3 x 3 > 0.5 x 0
     shown = model.complete(Query(prefix="xy\nx", min_confidence=0.4))
     assert [(c.text, c.confidence) for c in shown] == [("y", 0.5)]
 
