@@ -24,6 +24,7 @@ writes the product's full report (Markdown, JSON, plots) per corpus.
 
     .venv/bin/python bench/quality.py                          # 5 minutes per model (~30 min)
     .venv/bin/python bench/quality.py --minutes 0.3 --queries 60   # a quick look
+    .venv/bin/python bench/quality.py --systems product --start-below 0 0.1 0.2   # side by side
 """
 
 from __future__ import annotations
