@@ -49,8 +49,11 @@ class RetrievalConfig:
     start_below: float = 0.1
     max_candidates: int = 16  # whole continuations collected, most specific contexts first
     min_anchor_chars: int = 2  # shortest context (after the line's start) worth looking up
-    occurrences_read: int = 50  # per context, in the index (an even sample beyond)
-    document_occurrences: int = 50  # per context, in the current file
+    # Occurrences read per context, in the index (an even sample beyond) and in the current file.
+    # 50 in the index is 11-20% faster but makes confidences less sharp (C at 0.6: 84% right, not
+    # 92%); 50 in the file measured the same as 200.
+    occurrences_read: int = 100
+    document_occurrences: int = 200
     document_chars: int = 200_000  # of the current file searched, each side of the cursor
     document_weight: float = 3.0  # one occurrence in the current file counts this many times
     shape_lines: int = 50  # lines of the current file above and below compared by shape (0: off)
