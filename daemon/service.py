@@ -45,28 +45,32 @@ class RequestLimits:
 
 
 class DecodeSlots:
-    """At most `limit` decodes at once, and whether others are waiting for one: a request that
-    starts while the daemon is busy gets the lighter decode (no optional model work), so
-    everyone is answered fast before anyone is answered better."""
+    """At most `limit` decodes at once, and whether other requests are in flight: a decode that
+    starts while the daemon is busy is a light one (no optional model work), so everyone is
+    answered fast before anyone is answered better. One user typing is never busy."""
 
     def __init__(self, limit: int) -> None:
         self._slots = threading.BoundedSemaphore(limit)
         self._limit = limit
         self._lock = threading.Lock()
-        self._asking = 0  # requests decoding or waiting to
+        self._in_flight = 0  # completion requests between arrival and answer
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        """Count one completion request for as long as it is being served."""
+        with self._lock:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     @contextmanager
     def decode(self) -> Iterator[bool]:
-        """Hold a slot for one decode; yields whether the daemon was busy when it was asked."""
-        with self._lock:
-            self._asking += 1
-            busy = self._asking > self._limit
-        try:
-            with self._slots:
-                yield busy
-        finally:
-            with self._lock:
-                self._asking -= 1
+        """Hold a slot for one decode; yields whether other requests were in flight then."""
+        with self._slots:
+            yield self._in_flight > self._limit
 
 
 def document_key(request: pb.CompleteRequest | pb.WarmRequest) -> str:
@@ -134,6 +138,12 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
         self._decoding = DecodeSlots(self.limits.concurrent_decodes)
 
     def Complete(
+        self, request: pb.CompleteRequest, context: grpc.ServicerContext
+    ) -> pb.CompleteResponse:
+        with self._decoding.request():
+            return self._complete(request, context)
+
+    def _complete(
         self, request: pb.CompleteRequest, context: grpc.ServicerContext
     ) -> pb.CompleteResponse:
         remaining = context.time_remaining()

@@ -328,19 +328,30 @@ def test_feedback_is_counted_per_client_and_kept_across_restarts(running_daemon:
     assert '"dismissed": 2' in saved and "return" not in saved
 
 
-def test_a_decode_asked_while_another_runs_or_waits_is_light() -> None:
+def test_a_decode_while_other_requests_are_in_flight_is_light() -> None:
     slots = DecodeSlots(1)
-    with slots.decode() as first:
-        waiting: list[bool] = []
-        second = threading.Thread(target=lambda: waiting.append(_decode_once(slots)))
-        second.start()
-        second.join(0.2)
-        assert second.is_alive() and not waiting  # one decode at a time: it waits
-    second.join(5)
-    assert first is False and waiting == [True]
-    assert _decode_once(slots) is False  # nobody else asking: a full decode again
+    with slots.request():
+        with slots.decode() as alone:
+            pass
+        with slots.request(), slots.decode() as crowded:  # a second request arrives
+            pass
+    with slots.request(), slots.decode() as again:
+        pass
+    assert (alone, crowded, again) == (False, True, False)
 
 
-def _decode_once(slots: DecodeSlots) -> bool:
-    with slots.decode() as busy:
-        return busy
+def test_one_decode_runs_at_a_time() -> None:
+    slots = DecodeSlots(1)
+    done: list[bool] = []
+
+    def second() -> None:
+        with slots.request(), slots.decode() as busy:
+            done.append(busy)
+
+    with slots.request(), slots.decode():
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(0.2)
+        assert thread.is_alive() and not done  # it waits for the first decode
+    thread.join(5)
+    assert len(done) == 1  # then it ran
