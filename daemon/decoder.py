@@ -108,7 +108,8 @@ class Decoder:
             if self.retriever is not None and not query.light
             else 0.0
         )
-        if copied and (sampling or retrieved[0][1] >= start_below):
+        surest = max((conf for _, conf in retrieved), default=0.0)
+        if copied and surest >= start_below:
             return postprocess([], query, retrieved)
         logits, state = self.states.read(query.prefix, query.document)
         lines: list[tuple[str, float]] = []
@@ -119,9 +120,9 @@ class Decoder:
             return postprocess(lines, query, retrieved)
         scored = [*retrieved[:1], *((text, float(np.exp(lp))) for text, lp in lines)]
         lead = None
-        if max((conf for _, conf in scored), default=0.0) < start_below:
-            best = max((conf * (len(text) - 1) for text, conf in scored), default=0.0)
-            lead = self._confident_start(logits, state, query, best)
+        if max([surest, *(conf for _, conf in scored)]) < start_below:
+            first = max((conf * (len(text) - 1) for text, conf in scored), default=0.0)
+            lead = self._confident_start(logits, state, query, first)
         return postprocess(lines, query, retrieved, lead)
 
     def _confident_start(
@@ -145,7 +146,7 @@ class Decoder:
             logp_sum += float(logp[token])
             ids.append(token)
             p = float(np.exp(logp_sum))
-            if p * (len(ids) - 1) > to_beat:
+            if p * (len(ids) - 1) > to_beat and p >= query.min_confidence:
                 best, to_beat = (len(ids), p), p * (len(ids) - 1)
             if p * (limit - 1) <= to_beat or p < query.min_confidence:
                 break  # probabilities only fall: no longer start saves more, or is shown

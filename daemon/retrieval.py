@@ -345,6 +345,6 @@ class Retriever:
                 return wholes
             text, confidence = max(starts, key=lambda s: s[1] * len(s[0]))
             best = wholes[0][1] * len(wholes[0][0]) if wholes else 0.0
-            if confidence * len(text) > best:
-                return [(text, confidence), *wholes]
+            if confidence * len(text) > best:  # it may be a whole line too: listed once
+                return [(text, confidence), *(w for w in wholes if w[0] != text)]
         return wholes

@@ -44,33 +44,48 @@ class RequestLimits:
     concurrent_decodes: int = 1
 
 
+@dataclass
+class _InFlight:
+    counted: bool = True
+
+
 class DecodeSlots:
-    """At most `limit` decodes at once, and whether other requests are in flight: a decode that
-    starts while the daemon is busy is a light one (no optional model work), so everyone is
-    answered fast before anyone is answered better. One user typing is never busy."""
+    """At most `limit` decodes at once, and whether more requests are in flight than that: a
+    decode that starts while the daemon is busy is a light one (no optional model work), so
+    everyone is answered fast before anyone is answered better. One user typing is never busy:
+    a request stops counting before its slot passes to the next (a superseded one included)."""
 
     def __init__(self, limit: int) -> None:
         self._slots = threading.BoundedSemaphore(limit)
         self._limit = limit
         self._lock = threading.Lock()
-        self._in_flight = 0  # completion requests between arrival and answer
+        self._in_flight = 0  # completion requests between arrival and the end of their decode
 
     @contextmanager
-    def request(self) -> Iterator[None]:
-        """Count one completion request for as long as it is being served."""
+    def request(self) -> Iterator[_InFlight]:
+        """Count one completion request until its decode ends (or it ends without one)."""
         with self._lock:
             self._in_flight += 1
+        ticket = _InFlight()
         try:
-            yield
+            yield ticket
         finally:
-            with self._lock:
-                self._in_flight -= 1
+            self._leave(ticket)
 
     @contextmanager
-    def decode(self) -> Iterator[bool]:
-        """Hold a slot for one decode; yields whether other requests were in flight then."""
+    def decode(self, ticket: _InFlight) -> Iterator[bool]:
+        """Hold a slot for one decode; yields whether the daemon is busy."""
         with self._slots:
-            yield self._in_flight > self._limit
+            try:
+                yield self._in_flight > self._limit
+            finally:
+                self._leave(ticket)  # before the slot is released
+
+    def _leave(self, ticket: _InFlight) -> None:
+        with self._lock:
+            if ticket.counted:
+                ticket.counted = False
+                self._in_flight -= 1
 
 
 def document_key(request: pb.CompleteRequest | pb.WarmRequest) -> str:
@@ -140,11 +155,11 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
     def Complete(
         self, request: pb.CompleteRequest, context: grpc.ServicerContext
     ) -> pb.CompleteResponse:
-        with self._decoding.request():
-            return self._complete(request, context)
+        with self._decoding.request() as ticket:
+            return self._complete(request, context, ticket)
 
     def _complete(
-        self, request: pb.CompleteRequest, context: grpc.ServicerContext
+        self, request: pb.CompleteRequest, context: grpc.ServicerContext, ticket: _InFlight
     ) -> pb.CompleteResponse:
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:  # an answer in microseconds is still late
@@ -153,7 +168,7 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
         cancelled = threading.Event()
         context.add_callback(cancelled.set)  # the client cancelled, or the deadline passed
         query = validate(request, self.limits, model.decoder.config.default_max_chars, cancelled)
-        with self._decoding.decode() as busy:
+        with self._decoding.decode(ticket) as busy:
             candidates = model.decoder.complete(replace(query, light=busy))
         return pb.CompleteResponse(
             candidates=[pb.Candidate(text=c.text, confidence=c.confidence) for c in candidates],

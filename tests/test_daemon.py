@@ -330,28 +330,31 @@ def test_feedback_is_counted_per_client_and_kept_across_restarts(running_daemon:
 
 def test_a_decode_while_other_requests_are_in_flight_is_light() -> None:
     slots = DecodeSlots(1)
-    with slots.request():
-        with slots.decode() as alone:
-            pass
-        with slots.request(), slots.decode() as crowded:  # a second request arrives
-            pass
-    with slots.request(), slots.decode() as again:
+    with slots.request() as first, slots.decode(first) as alone:
         pass
-    assert (alone, crowded, again) == (False, True, False)
+    with slots.request() as first, slots.request() as second:  # two arrive together
+        with slots.decode(first) as crowded:
+            pass
+        with slots.decode(second) as after:  # the first one is done: no longer counted
+            pass
+    with slots.request() as again, slots.decode(again) as quiet:
+        pass
+    assert (alone, crowded, after, quiet) == (False, True, False, False)
 
 
-def test_one_decode_runs_at_a_time() -> None:
+def test_a_superseded_request_stops_counting_before_its_slot_passes_on() -> None:
     slots = DecodeSlots(1)
-    done: list[bool] = []
+    seen: list[bool] = []
 
-    def second() -> None:
-        with slots.request(), slots.decode() as busy:
-            done.append(busy)
+    def newer() -> None:
+        with slots.request() as ticket, slots.decode(ticket) as busy:
+            seen.append(busy)
 
-    with slots.request(), slots.decode():
-        thread = threading.Thread(target=second)
+    with slots.request() as older, slots.decode(older):
+        thread = threading.Thread(target=newer)
         thread.start()
         thread.join(0.2)
-        assert thread.is_alive() and not done  # it waits for the first decode
+        assert thread.is_alive() and not seen  # one decode at a time: the newer one waits
+        # the older request ends here (answered or cancelled), before its slot is released
     thread.join(5)
-    assert len(done) == 1  # then it ran
+    assert seen == [False]  # a single user typing on is never busy

@@ -148,8 +148,8 @@ def test_the_models_confident_start_leads_when_it_saves_more_than_any_line() -> 
     got = decoder(SELF, start_below=0.5).complete(Query(prefix="x", n=2))
     assert [c.text for c in got] == ["self", "self1"]
     assert got[0].confidence == pytest.approx(1.0) and got[1].confidence == pytest.approx(0.3)
-    # Not when a line is confident enough, nor by default for lines this likely.
-    assert decoder(SELF).complete(Query(prefix="x"))[0].text == "self1"
+    # Not when a line is confident enough, nor by default (0.1) for lines this likely.
+    assert decoder(SELF, start_below=0.1).complete(Query(prefix="x"))[0].text == "self1"
     assert decoder(SELF, start_below=0.2).complete(Query(prefix="x"))[0].text == "self1"
     # Nor when the daemon is busy (a light decode).
     assert decoder(SELF, start_below=0.5).complete(Query(prefix="x", light=True))[0].text == "self1"
@@ -174,6 +174,15 @@ def test_a_start_below_min_confidence_gives_way_to_a_candidate_above_it() -> Non
     assert [c.text for c in model.complete(Query(prefix="xy\nx"))] == ["self"]  # 0.3 x 3 > 0.5 x 0
     shown = model.complete(Query(prefix="xy\nx", min_confidence=0.4))
     assert [(c.text, c.confidence) for c in shown] == [("y", 0.5)]
+
+
+def test_a_start_too_unsure_to_show_does_not_displace_a_shorter_one_that_is_shown() -> None:
+    # "ab" is sure; "abc" saves more (0.55 x 2 > 1 x 1) but is below the threshold asked.
+    table = {"x": {"a": 1.0}, "a": {"b": 1.0}, "b": {"c": 0.55, "e": 0.45}, "e": {"\n": 1.0}}
+    table |= {"c": {"1": 0.5, "2": 0.5}, "1": {"\n": 1.0}, "2": {"\n": 1.0}}
+    assert decoder(table, start_below=1.0).complete(Query(prefix="x"))[0].text == "abc"
+    shown = decoder(table, start_below=1.0).complete(Query(prefix="x", min_confidence=0.6))
+    assert [c.text for c in shown] == ["ab"]
 
 
 def test_a_cancelled_request_stops_decoding() -> None:

@@ -181,6 +181,14 @@ def test_a_start_is_at_least_as_confident_as_the_whole_lines_beginning_with_it()
     assert dict(_with_mass([], [("a(", 0.7), ("a(b)", 0.6)]))["a("] == 0.99  # a probability
 
 
+def test_a_start_that_is_also_a_whole_line_is_listed_once() -> None:
+    unsure = Retriever(None, RetrievalConfig(weights=(-6.0, *[0.0] * 9)))  # every line 0.25%
+    document = "a = foo\na = foo(x)\na = foo(y)\na = "
+    texts = [text for text, _ in unsure.candidates(document, "")]
+    assert texts[0] == "foo" and texts.count("foo") == 1  # the three lines begin with it
+    assert set(texts) == {"foo", "foo(x)", "foo(y)"}
+
+
 def test_a_line_of_the_same_shape_in_the_file_is_copied_with_its_names_renamed() -> None:
     retriever = Retriever(None)
     above = "module.exports = {\n" + "".join(
