@@ -16,6 +16,7 @@ retrieval: sampling is asked for variety).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,6 +134,7 @@ class Decoder:
         to save). Stops as soon as no longer start could beat the best so far."""
         limit = min(self.config.start_chars, query.max_chars)
         ids: list[int] = []
+        step = np.empty((1, 1), np.int64)  # the engine's input, one character, reused
         logp_sum = 0.0
         best: tuple[int, float] | None = None
         for _ in range(limit):
@@ -145,12 +147,13 @@ class Decoder:
                 break
             logp_sum += float(logp[token])
             ids.append(token)
-            p = float(np.exp(logp_sum))
+            p = math.exp(logp_sum)
             if p * (len(ids) - 1) > to_beat and p >= query.min_confidence:
                 best, to_beat = (len(ids), p), p * (len(ids) - 1)
             if p * (limit - 1) <= to_beat or p < query.min_confidence:
                 break  # probabilities only fall: no longer start saves more, or is shown
-            logits_3d, state = self.engine.run(np.array([[token]], np.int64), state)
+            step[0, 0] = token
+            logits_3d, state = self.engine.run(step, state)
             logits = logits_3d[:, -1, :]
         if best is None:
             return None

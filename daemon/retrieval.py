@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from completiond.training.index import RepoIndex
@@ -133,6 +134,16 @@ def _file_continuations(
     return counts
 
 
+def _token_starts(text: str) -> Iterator[str]:
+    """The starts of `text` that end at a token (not in blanks), shortest first, `text` itself
+    excluded: where a suggestion shorter than a whole line may stop."""
+    for m in _PIECE.finditer(text):
+        if m.end() == len(text):
+            return
+        if not m.group().isspace():
+            yield text[: m.end()]
+
+
 @dataclass(frozen=True)
 class _Tally:
     """What one context found, kept so that its shared starts are derived only when needed."""
@@ -153,11 +164,8 @@ class _Tally:
         starts: list[Found] = []
         seen: set[str] = set()
         for head in self.heads:
-            for m in _PIECE.finditer(head):
-                if m.end() == len(head):
-                    break
-                piece = head[: m.end()]
-                if m.group().isspace() or piece in seen:
+            for piece in _token_starts(head):
+                if piece in seen:
                     continue
                 seen.add(piece)
                 first = bisect_left(keys, piece)
@@ -189,10 +197,8 @@ def _with_mass(
     less specific context than the wholes it begins would otherwise look less sure than they."""
     pieces = dict(starts)
     for head, _ in wholes[:heads]:
-        for m in _PIECE.finditer(head):
-            piece = head[: m.end()]
-            if m.end() < len(head) and not m.group().isspace():
-                pieces.setdefault(piece, 0.0)
+        for piece in _token_starts(head):
+            pieces.setdefault(piece, 0.0)
     out = []
     for piece, own in pieces.items():
         sharing = [c for text, c in wholes if text.startswith(piece)]
