@@ -25,6 +25,7 @@ writes the product's full report (Markdown, JSON, plots) per corpus.
     .venv/bin/python bench/quality.py                          # 5 minutes per model (~30 min)
     .venv/bin/python bench/quality.py --minutes 0.3 --queries 60   # a quick look
     .venv/bin/python bench/quality.py --systems product --start-below 0 0.1 0.2   # side by side
+    .venv/bin/python bench/quality.py --systems product --typed-through keep cut   # side by side
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from pathlib import Path
 from baselines import NgramCompleter, train_toy_lstm  # bench/ is on the path when this runs
 from bpc import PACKAGES, stdlib_corpus
 
+from completiond.daemon.decoder import DecoderConfig
 from completiond.daemon.evaluate import EvalConfig, EvalReport, evaluate, held_out_retriever
 from completiond.daemon.model_slot import ModelSlot, calibrated
 from completiond.daemon.retrieval import RetrievalConfig, Retriever
@@ -165,19 +167,27 @@ def run_corpus(
         # on training files only.
         fitted = calibrated(store, RetrievalConfig())
         index = held_out_retriever(repo, corpus.train_files, fitted).index
-        for below in args.start_below:
-            product = ModelSlot(store)
+        variants = [(b, t) for b in args.start_below for t in args.typed_through]
+        for below, typed_through in variants:
+            product = ModelSlot(
+                store, decoder_config=DecoderConfig(keep_typed_through=typed_through == "keep")
+            )
             product.load_current().decoder.retriever = Retriever(
                 index, replace(fitted, start_below=below)
             )
-            label = "product" if len(args.start_below) == 1 else f"product, start<{below:g}"
+            label = "product"
+            if len(args.start_below) > 1:
+                label += f", start<{below:g}"
+            if len(args.typed_through) > 1:
+                label += f", typed through: {typed_through}"
             systems.append(
                 (
                     label,
                     product.get().decoder.complete,
                     f"{label} 1x{bundle.meta['model']['hidden_size']}: retrieval (index of the "
                     "training files + the file), the model (beam 4) when nothing is found, its "
-                    f"confident start when nothing found is {below:g} sure; "
+                    f"confident start when nothing found is {below:g} sure; a suggestion typed "
+                    f"through: {typed_through}; "
                     f"{bundle.meta['val_bpc']:.3f} bits/char, {time.monotonic() - start:.0f} s",
                 )
             )
@@ -239,6 +249,14 @@ def main() -> None:
         default=[RetrievalConfig.start_below],
         metavar="CONFIDENCE",
         help="the product once per value of RetrievalConfig.start_below, same model, side by side",
+    )
+    parser.add_argument(
+        "--typed-through",
+        nargs="+",
+        choices=("cut", "keep"),
+        default=["cut"],
+        help="the product once per way of treating a suggestion typed through (cut: its first "
+        "word, the default; keep: whole again), same model, side by side",
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument(

@@ -8,7 +8,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
@@ -19,6 +19,9 @@ from completiond.errors import CompletiondError, DaemonUnreachable
 from completiond.training.bundle import ModelStore
 from completiond.training.locations import default_store_dir, repo_root
 from completiond.training.progress import Progress, ProgressBar
+
+if TYPE_CHECKING:
+    from completiond.daemon.decoder import DecoderConfig
 
 from .client import Client, daemon_address
 from .shell import SHELLS, snippet
@@ -106,6 +109,21 @@ def _add_retrieval(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_typed_through(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--keep-typed-through",
+        action="store_true",
+        help="offer a suggestion again whole after you typed on without accepting it (default: "
+        "only its first word, the end of the name you are typing; per document)",
+    )
+
+
+def _decoder(args: argparse.Namespace) -> DecoderConfig:
+    from completiond.daemon.decoder import DecoderConfig  # onnxruntime loads only when needed
+
+    return DecoderConfig(keep_typed_through=args.keep_typed_through)
+
+
 def _retrieval(args: argparse.Namespace) -> RetrievalConfig:
     return RetrievalConfig(
         enabled=not args.no_retrieval, model_below=args.model_below, start_below=args.start_below
@@ -153,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_device(p, "device of the training runs")
     _add_retrieval(p)
+    _add_typed_through(p)
     p.add_argument(
         "--no-watch", action="store_true", help="do not retrain when the repository changes"
     )
@@ -258,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", type=Path, metavar="DIR", help="write report.md, report.json and PNG plots"
     )
     _add_retrieval(p)
+    _add_typed_through(p)
     _add_repo(p)
     _add_store(p)
     p.set_defaults(run=cmd_eval)
@@ -288,6 +308,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         store=args.store,
         first_train_minutes=args.minutes,
         retrieval=_retrieval(args),
+        decoder=_decoder(args),
         server=ServerConfig(
             socket_path=args.socket,
             listen=args.listen,
@@ -530,7 +551,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         replay_lines=args.replay_lines,
     )
     report = run_eval(
-        repo, args.store or default_store_dir(repo), config, args.report, _retrieval(args)
+        repo,
+        args.store or default_store_dir(repo),
+        config,
+        args.report,
+        _retrieval(args),
+        _decoder(args),
     )
     print(json.dumps(report.summary(), indent=2) if args.json else report.to_markdown())
     return 0

@@ -26,6 +26,7 @@ import numpy as np
 from completiond.errors import Cancelled
 from completiond.training.tokenizer import UNK_ID, CharTokenizer
 
+from .declined import DeclinedSuggestions, without_declined
 from .engine import Engine, State
 from .retrieval import Retriever
 from .state_cache import DocumentStates
@@ -38,6 +39,8 @@ class DecoderConfig:
     default_max_chars: int = 80  # candidate length when the request does not say
     beam_width: int = 4  # beams kept at temperature 0 (at least the number of candidates asked)
     start_chars: int = 12  # longest confident start of the model (24 measured the same)
+    keep_typed_through: bool = False  # True: offer a suggestion again whole after typing on
+    declined_documents: int = 256  # documents whose typed-through suggestions are remembered
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class Decoder:
         states: DocumentStates,
         config: DecoderConfig | None = None,
         retriever: Retriever | None = None,
+        declined: DeclinedSuggestions | None = None,
     ) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
@@ -93,11 +97,21 @@ class Decoder:
         self.config = config or DecoderConfig()
         self.retriever = retriever
         self.newline = tokenizer.newline_id
+        # Kept by the caller across models when given (the user's choices outlive a retrain).
+        self.declined = declined or DeclinedSuggestions(self.config.declined_documents)
 
     def complete(self, query: Query) -> list[Candidate]:
+        remember = not self.config.keep_typed_through
+        declined = self.declined.at(query.document, query.prefix) if remember else frozenset()
+        candidates = self._complete(query, declined)
+        if remember:
+            self.declined.answered(query.document, query.prefix, [c.text for c in candidates])
+        return candidates
+
+    def _complete(self, query: Query, declined: frozenset[str]) -> list[Candidate]:
         sampling = query.temperature > 0
         retrieved = (
-            self.retriever.candidates(query.prefix, query.suffix)
+            without_declined(self.retriever.candidates(query.prefix, query.suffix), declined)
             if self.retriever is not None and not sampling
             else []
         )
@@ -111,20 +125,20 @@ class Decoder:
         )
         surest = max((conf for _, conf in retrieved), default=0.0)
         if copied and surest >= start_below:
-            return postprocess([], query, retrieved)
+            return postprocess([], query, retrieved, declined=declined)
         logits, state = self.states.read(query.prefix, query.document)
         lines: list[tuple[str, float]] = []
         if not copied:
             search = self._sample if sampling else self._beam_search
             lines = [(self.tokenizer.decode(ids), lp) for ids, lp in search(logits, state, query)]
         if sampling:
-            return postprocess(lines, query, retrieved)
+            return postprocess(lines, query, retrieved, declined=declined)
         scored = [*retrieved[:1], *((text, float(np.exp(lp))) for text, lp in lines)]
         lead = None
         if max([surest, *(conf for _, conf in scored)]) < start_below:
             first = max((conf * (len(text) - 1) for text, conf in scored), default=0.0)
             lead = self._confident_start(logits, state, query, first)
-        return postprocess(lines, query, retrieved, lead)
+        return postprocess(lines, query, retrieved, lead, declined)
 
     def _confident_start(
         self, logits: np.ndarray, state: State, query: Query, to_beat: float
@@ -234,6 +248,7 @@ def postprocess(
     query: Query,
     retrieved: Sequence[tuple[str, float]] = (),
     lead: tuple[str, float] | None = None,
+    declined: frozenset[str] = frozenset(),
 ) -> list[Candidate]:
     """Candidates from decoded lines with their log-probabilities and retrieved lines with their
     confidences: trailing blanks dropped, at most max_chars, nothing that repeats what already
@@ -241,23 +256,27 @@ def postprocess(
     merged (the model's probabilities add up; a retrieved line keeps the larger of its own
     confidence and the model's), best first (`lead`, the model's confident start, when given;
     then most confident first when the model ran, else in the retriever's order), at most n,
-    none below min_confidence."""
+    none below min_confidence; a text the user declined here is cut to its first word or left
+    out (declined.py)."""
     following = query.suffix.split("\n", 1)[0].strip()
 
     def clean(text: str) -> str:
         text = text[: query.max_chars].rstrip()
         return text[: len(text) - _overlap(text, following)].rstrip()
 
+    def cleaned(items: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+        texts = without_declined(((clean(text), v) for text, v in items), declined)
+        return [(text, v) for text, v in texts if text]
+
     merged: dict[str, float] = {}
-    for text, logprob in lines:
-        if text := clean(text):
-            merged[text] = min(1.0, merged.get(text, 0.0) + float(np.exp(logprob)))
-    for text, confidence in retrieved:
-        if text := clean(text):
-            merged[text] = max(merged.get(text, 0.0), confidence)
+    for text, logprob in cleaned(lines):
+        merged[text] = min(1.0, merged.get(text, 0.0) + float(np.exp(logprob)))
+    for text, confidence in cleaned(retrieved):
+        merged[text] = max(merged.get(text, 0.0), confidence)
     # The retriever's order stands on its own (a shared start may lead more confident lines).
     ranked = sorted(merged.items(), key=lambda item: -item[1]) if lines else list(merged.items())
-    if lead is not None and (first := clean(lead[0])):
+    if lead is not None and (leads := cleaned([lead])):
+        first = leads[0][0]
         ranked = [(first, max(lead[1], merged.get(first, 0.0)))] + [
             item for item in ranked if item[0] != first
         ]

@@ -39,7 +39,7 @@ from completiond.errors import CompletiondError, CorpusError, InvalidRequest
 from completiond.training.corpus import read_texts
 from completiond.training.index import RepoIndex
 
-from .decoder import Candidate, Query
+from .decoder import Candidate, DecoderConfig, Query
 from .retrieval import RetrievalConfig, Retriever
 
 MODES = ("typed", "random")
@@ -766,6 +766,15 @@ def _retrieval_note(config: RetrievalConfig, files: int) -> str:
     )
 
 
+def _typed_through_note(config: DecoderConfig) -> str:
+    if config.keep_typed_through:
+        return "a suggestion typed through is offered again whole"
+    return (
+        "a suggestion typed through (in the replay: every wrong one) is offered again as its "
+        "first word only; the exact-match queries have no history"
+    )
+
+
 def held_out_retriever(
     repo: Path, train_files: Sequence[str], config: RetrievalConfig | None = None
 ) -> Retriever:
@@ -780,6 +789,7 @@ def run_eval(
     config: EvalConfig | None = None,
     report_dir: Path | None = None,
     retrieval: RetrievalConfig | None = None,
+    decoder: DecoderConfig | None = None,
 ) -> EvalReport:
     """Evaluate the store's current model on its held-out files (the training run's split,
     recomputed: it depends on the paths only) and write the report to `report_dir` if given."""
@@ -791,7 +801,7 @@ def run_eval(
     config = config or EvalConfig()
     config.validate()
     store = ModelStore(store_dir)
-    served = ModelSlot(store).load_current()
+    served = ModelSlot(store, decoder_config=decoder).load_current()
     corpus = build_corpus(repo)
     if not corpus.val_files:
         raise CorpusError(f"{repo} has a single trainable file: no held-out file to evaluate on")
@@ -813,6 +823,7 @@ def run_eval(
         f"character LSTM, validation {meta.get('val_bpc', math.nan):.3f} bits/char"
     )
     report.notes.append(_retrieval_note(retriever.config, len(corpus.train_files)))
+    report.notes.append(_typed_through_note(served.decoder.config))
     if meta.get("corpus", {}).get("fingerprint") not in (None, corpus.fingerprint):
         report.notes.append(
             "the repository changed since this model was trained: the held-out files are the "

@@ -17,6 +17,7 @@ from completiond.training.bundle import Bundle, ModelStore
 from completiond.training.index import INDEX_FILE, RepoIndex
 
 from .calibration import CALIBRATION_FILE, load_calibration
+from .declined import DeclinedSuggestions
 from .decoder import Decoder, DecoderConfig
 from .engine import EngineConfig, OnnxEngine
 from .retrieval import RetrievalConfig, Retriever
@@ -50,6 +51,8 @@ class ModelSlot:
         self.decoder_config = decoder_config or DecoderConfig()
         self.context_config = context_config or ContextConfig()
         self.retrieval_config = retrieval_config or RetrievalConfig()
+        # What users typed through outlives a model swap: it is about their code, not the model.
+        self.declined = DeclinedSuggestions(self.decoder_config.declined_documents)
         self._model: ServedModel | None = None
         self._load_lock = threading.Lock()
 
@@ -75,7 +78,9 @@ class ModelSlot:
             engine = OnnxEngine(bundle.model_path, bundle.tokenizer.vocab_size, self.engine_config)
             states = DocumentStates(engine, bundle.tokenizer, self.context_config)
             retriever = self._retriever()
-            decoder = Decoder(engine, bundle.tokenizer, states, self.decoder_config, retriever)
+            decoder = Decoder(
+                engine, bundle.tokenizer, states, self.decoder_config, retriever, self.declined
+            )
             engine.run(bundle.tokenizer.encode("def f(x):\n    ")[None, :], engine.zero_state(1))
             self._model = ServedModel(bundle, engine, decoder)
             log.info("serving model %s", bundle.version)

@@ -358,3 +358,17 @@ def test_a_superseded_request_stops_counting_before_its_slot_passes_on() -> None
         # the older request ends here (answered or cancelled), before its slot is released
     thread.join(5)
     assert seen == [False]  # a single user typing on is never busy
+
+
+def test_a_suggestion_typed_through_comes_back_as_its_first_word(running_daemon: Daemon) -> None:
+    prefix = (
+        "def zq_handler(zq_request):\n    zq_value = zq_request.get_zq_key(7, 'zq')\n\n"
+        "def zq_other(zq_request):\n    zq_value = zq_re"
+    )
+    with client_for(running_daemon) as client:
+        shown = client.complete(prefix, document_id="file:///zq.py")
+        typed_on = client.complete(prefix + "q", document_id="file:///zq.py")
+        one_off = client.complete(prefix + "q")
+    assert shown.candidates[0].text == "quest.get_zq_key(7, 'zq')"
+    assert typed_on.candidates[0].text == "uest"
+    assert one_off.candidates[0].text == "uest.get_zq_key(7, 'zq')"

@@ -478,6 +478,17 @@ def test_a_word_then_something_else_counts_as_partially_accepted(
     assert lsp.stop() == 0
 
 
+def test_typing_on_from_a_suggestion_brings_back_only_its_first_word(
+    running_daemon: Daemon, fixture_repo: Path, start_lsp: Callable[..., LspSession]
+) -> None:
+    lsp, uri = start_showing(running_daemon, fixture_repo, start_lsp)
+    column = len("    return re")
+    lsp.type(uri, 2, 4, column, "s")  # typed on instead of accepting `spond(value)`
+    inline = lsp.call("textDocument/inlineCompletion", inline_params(uri, 4, column + 1))
+    assert inline["items"][0]["insertText"] == "pond"
+    assert lsp.stop() == 0
+
+
 def test_typing_something_else_counts_as_dismissed(
     running_daemon: Daemon, fixture_repo: Path, start_lsp: Callable[..., LspSession]
 ) -> None:

@@ -1,0 +1,111 @@
+"""Suggestions the user typed through, per document, so that they are not offered again whole.
+
+A user who sees a suggestion and types on instead of accepting it says that it is not what the
+line becomes (or not all of it: editors' "accept word" looks the same). Offering the same
+continuation again at the next keystroke is noise; its first word is still likely right (the end
+of the name being typed), so a declined suggestion is cut to that word, and dropped once the word
+is declined too. Requests without a document (one-off completions) keep no history.
+
+A declined suggestion is remembered as the line it would have made (the line's text before the
+cursor, then the suggestion) for the line the cursor is on; moving to another line forgets them,
+and so does deleting back to where one was offered (the user is rewriting that part).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+_FIRST_WORD = re.compile(r"\W{0,3}\w+")  # a name, after at most a few symbols or blanks
+MAX_PER_LINE = 64  # declined suggestions kept for one line; the oldest are forgotten first
+
+
+def first_word(text: str) -> str | None:
+    """`text` up to the end of its first word; None when that is all of it or there is none."""
+    match = _FIRST_WORD.match(text)
+    return text[: match.end()] if match and match.end() < len(text) else None
+
+
+def without_declined(
+    candidates: Iterable[tuple[str, float]], declined: frozenset[str]
+) -> list[tuple[str, float]]:
+    """Each candidate the user declined at this cursor replaced by its first word, or left out
+    when that is declined too (or there is none); a cut keeps the whole's confidence, a lower
+    bound of its own. Order and the other candidates are unchanged."""
+    if not declined:
+        return list(candidates)
+    out = []
+    for text, confidence in candidates:
+        if text in declined:
+            cut = first_word(text)
+            if cut is None or cut in declined:
+                continue
+            text = cut
+        out.append((text, confidence))
+    return out
+
+
+@dataclass
+class _Line:
+    start: int  # offset of the line's first character in the document
+    shown_before: str | None = None  # the line before the cursor when `shown` was answered
+    shown: str = ""  # the first suggestion answered there
+    # Declined: the line each would have made -> the cursor's column where it was offered.
+    declined: OrderedDict[str, int] = field(default_factory=OrderedDict)
+
+
+class DeclinedSuggestions:
+    """Per document (bounded, least recently used forgotten), the suggestions typed through on the
+    cursor's line. Thread-safe: requests of several documents run at once."""
+
+    def __init__(self, documents: int = 256) -> None:
+        self.documents = documents
+        self._lines: OrderedDict[str, _Line] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def at(self, document: str, prefix: str) -> frozenset[str]:
+        """The texts declined at the end of `prefix` (the cursor), after counting the suggestion
+        answered last as declined when the user typed on from there without accepting it."""
+        if not document:
+            return frozenset()
+        start = prefix.rfind("\n") + 1
+        before = prefix[start:]
+        with self._lock:
+            line = self._lines.get(document)
+            if line is None or line.start != start:
+                return frozenset()
+            self._lines.move_to_end(document)
+            last = line.shown_before
+            if last is not None and before != last:  # the line changed: that answer is settled
+                typed_on = len(before) > len(last) and before.startswith(last)
+                if typed_on and not before.startswith(last + line.shown):
+                    line.declined[last + line.shown] = len(last)
+                    while len(line.declined) > MAX_PER_LINE:
+                        line.declined.popitem(last=False)
+                line.shown_before = None
+            # Deleted back to where one was offered: the user is rewriting; it may be right now.
+            for made in [made for made, column in line.declined.items() if column >= len(before)]:
+                del line.declined[made]
+            return frozenset(
+                made[len(before) :]
+                for made in line.declined
+                if len(made) > len(before) and made.startswith(before)
+            )
+
+    def answered(self, document: str, prefix: str, texts: Sequence[str]) -> None:
+        """Record the first of the suggestions answered at the end of `prefix`."""
+        if not document:
+            return
+        start = prefix.rfind("\n") + 1
+        with self._lock:
+            line = self._lines.get(document)
+            if line is None or line.start != start:
+                line = self._lines[document] = _Line(start)
+            self._lines.move_to_end(document)
+            line.shown_before = prefix[start:] if texts else None
+            line.shown = texts[0] if texts else ""
+            while len(self._lines) > self.documents:
+                self._lines.popitem(last=False)
