@@ -102,10 +102,11 @@ def _add_retrieval(p: argparse.ArgumentParser) -> None:
         type=float,
         default=RetrievalConfig.start_below,
         metavar="CONF",
-        help="when no candidate is this confident, offer the model's likeliest next characters "
-        "(cut where probability x characters saved is largest) first if they are expected to "
-        f"save more keystrokes (default: {RetrievalConfig.start_below:g}; 0: never; higher "
-        "trades exact whole lines for keystrokes)",
+        help="when no candidate is this confident (or as confident as the request's "
+        "min_confidence, when higher), offer the model's likeliest next characters (cut where "
+        "probability x characters saved is largest) first if they are expected to save more "
+        f"keystrokes (default: {RetrievalConfig.start_below:g}; 0: never; higher trades exact "
+        "whole lines for keystrokes)",
     )
 
 

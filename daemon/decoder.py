@@ -28,7 +28,7 @@ from completiond.training.tokenizer import UNK_ID, CharTokenizer
 
 from .declined import DeclinedSuggestions, without_declined
 from .engine import Engine, State
-from .retrieval import Retriever
+from .retrieval import Retriever, lead_gate
 from .state_cache import DocumentStates
 
 ScoredLines = list[tuple[Sequence[int] | np.ndarray, float]]  # character ids, log-probability
@@ -111,7 +111,10 @@ class Decoder:
     def _complete(self, query: Query, declined: frozenset[str]) -> list[Candidate]:
         sampling = query.temperature > 0
         retrieved = (
-            without_declined(self.retriever.candidates(query.prefix, query.suffix), declined)
+            without_declined(
+                self.retriever.candidates(query.prefix, query.suffix, query.min_confidence),
+                declined,
+            )
             if self.retriever is not None and not sampling
             else []
         )
@@ -119,7 +122,7 @@ class Decoder:
         enough = self.retriever is not None and len(retrieved) >= query.n
         copied = enough and retrieved[query.n - 1][1] >= self.retriever.config.model_below
         start_below = (
-            self.retriever.config.start_below
+            lead_gate(self.retriever.config.start_below, query.min_confidence)
             if self.retriever is not None and not query.light
             else 0.0
         )

@@ -44,9 +44,10 @@ class RetrievalConfig:
     # (0: only when nothing is found; above 1: always).
     model_below: float = 0.0
     # The model's confident start (its likeliest next characters, cut where probability x
-    # characters saved is largest) is offered when no candidate is at least this confident, and
-    # leads when it is expected to save more keystrokes (0: never; above 1: always). Higher
-    # trades exact whole lines for keystrokes saved.
+    # characters saved is largest) is offered when no candidate is at least this confident (or
+    # as confident as the request's min_confidence, when higher), and leads when it is expected
+    # to save more keystrokes (0: never; above 1: always). Higher trades exact whole lines for
+    # keystrokes saved.
     start_below: float = 0.1
     max_candidates: int = 16  # whole continuations collected, most specific contexts first
     min_anchor_chars: int = 2  # shortest context (after the line's start) worth looking up
@@ -60,7 +61,8 @@ class RetrievalConfig:
     shape_lines: int = 50  # lines of the current file above and below compared by shape (0: off)
     shared_from: int = 2  # the most frequent continuations per context whose shared starts count
     # A shared start may lead only when no whole line is at least this confident (calibrated:
-    # right about this often). Higher trades exact whole lines for keystrokes saved.
+    # right about this often), or the request's min_confidence when higher. Higher trades exact
+    # whole lines for keystrokes saved.
     shared_below: float = 0.1
     weights: tuple[float, ...] = DEFAULT_WEIGHTS
 
@@ -278,6 +280,13 @@ def features(found: Found, document_weight: float) -> list[float]:
     ]
 
 
+def lead_gate(below: float, min_confidence: float) -> float:
+    """A candidate confidence under which shorter suggestions may lead: `below`, or the client's
+    threshold when higher (a line it will not show cannot keep one it would show from leading);
+    `below` 0 turns them off whatever the threshold."""
+    return max(below, min_confidence) if below > 0 else 0.0
+
+
 class Retriever:
     """Looks up the text before the cursor; one per served model (its index is the store's)."""
 
@@ -334,16 +343,19 @@ class Retriever:
         )
         return 1.0 / (1.0 + math.exp(-z))
 
-    def candidates(self, prefix: str, suffix: str) -> list[tuple[str, float]]:
+    def candidates(
+        self, prefix: str, suffix: str, min_confidence: float = 0.0
+    ) -> list[tuple[str, float]]:
         """(text, confidence), best first: whole rests of line, most confident first. When none
-        reaches `shared_below`, the shared start expected to save the most keystrokes
-        (confidence x length; at least as confident as the wholes that begin with it) leads if
-        it is expected to save more than the best whole line."""
+        reaches `shared_below` (or `min_confidence`, what the client shows, when higher), the
+        shared start expected to save the most keystrokes (confidence x length; at least as
+        confident as the wholes that begin with it) leads if it is expected to save more than
+        the best whole line."""
         if not self.config.enabled:
             return []
         found, tallies = self._lookup(prefix, suffix)
         wholes = sorted(((f.text, self.confidence(f)) for f in found.values()), key=lambda s: -s[1])
-        if not wholes or wholes[0][1] < self.config.shared_below:
+        if not wholes or wholes[0][1] < lead_gate(self.config.shared_below, min_confidence):
             starts = _with_mass(
                 [(f.text, self.confidence(f)) for f in _starts(found, tallies)], wholes
             )

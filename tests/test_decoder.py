@@ -157,6 +157,18 @@ def test_the_models_confident_start_leads_when_it_saves_more_than_any_line() -> 
     assert decoder(CHAIN, start_below=1.0).complete(Query(prefix="a"))[0].text == "bc"
 
 
+def test_the_start_may_lead_whenever_no_line_reaches_the_clients_threshold() -> None:
+    # Lines of 0.3 and less are sure enough to skip the start at 0.2, but an editor showing 0.5
+    # or more would show none of them: the start (1.0) leads there.
+    assert decoder(SELF, start_below=0.2).complete(Query(prefix="x"))[0].text == "self1"
+    shown = decoder(SELF, start_below=0.2).complete(Query(prefix="x", min_confidence=0.5))
+    assert [c.text for c in shown] == ["self"]
+    # The start off (0) stays off whatever the threshold.
+    model = decoder(SELF, start_below=0.2)
+    model.retriever.config.start_below = 0.0
+    assert model.complete(Query(prefix="x", min_confidence=0.5)) == []
+
+
 def test_a_weak_copied_line_gets_the_models_start_and_a_sure_one_skips_the_model() -> None:
     document = "x = self.alpha(1)\n"
     unsure = Retriever(None, RetrievalConfig(weights=(-8.0, *[0.0] * 9)))

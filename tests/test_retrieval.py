@@ -171,6 +171,16 @@ def test_a_start_many_continuations_share_leads_when_it_saves_more_keystrokes() 
     assert not right(Found("it__(self, arg1, b1):", 1, 5, 1, 0, 6), "it__(self, arg1):")
 
 
+def test_a_shared_start_may_lead_whenever_the_best_line_is_below_the_clients_threshold() -> None:
+    prefix = "".join(f"    def __init__(self, arg{i}, b{i}):\n" for i in range(6)) + "    def __in"
+    rarely = Retriever(None, RetrievalConfig(shared_below=1e-4))
+    assert rarely.candidates(prefix, "")[0][0].startswith("it__(self, arg")  # sure enough at 0
+    # An editor showing 0.9 or more would show none of the lines: the start leads.
+    assert rarely.candidates(prefix, "", min_confidence=0.9)[0][0] == "it__(self,"
+    never = Retriever(None, RetrievalConfig(shared_below=0.0))
+    assert never.candidates(prefix, "", min_confidence=0.9)[0][0].startswith("it__(self, arg")
+
+
 def test_a_start_is_at_least_as_confident_as_the_whole_lines_beginning_with_it() -> None:
     wholes = [("ab.c(x)", 0.08), ("ab.c(y)", 0.07), ("zz(1)", 0.02)]
     starts = dict(_with_mass([("ab", 0.05), ("zz", 0.03)], wholes))
