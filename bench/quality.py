@@ -137,13 +137,27 @@ def row(corpus: str, system: str, report: EvalReport) -> list[str]:
     ]
 
 
+def editor_row(corpus: str, system: str, threshold: float, report: EvalReport) -> list[str]:
+    """What an editor showing only suggestions at `threshold` or more gets."""
+    keys = report.keystrokes.saved if report.keystrokes and report.keystrokes.lines else None
+    out = []
+    for mode, r in report.modes.items():
+        shown = [q for q in r.results if q.prediction]
+        right = sum(q.accepted for q in shown) / len(shown) if shown else None
+        out.append(
+            f"| {corpus} | {mode} | {system} | {threshold:g} | {_pct(r.answer_rate)} | "
+            f"{_pct(right)} | {_pct(r.exact_match)} | {_pct(keys)} |"
+        )
+    return out
+
+
 SYSTEMS = ("product", "model alone", "lstm-128", "ngram")
 
 
 def run_corpus(
     name: str, repo: Path, scratch: Path, args: argparse.Namespace
-) -> tuple[list[str], list[str]]:
-    """(table rows, notes) for one corpus."""
+) -> tuple[list[str], list[str], list[str]]:
+    """(table rows, notes, editor-threshold rows) for one corpus."""
     corpus: Corpus = build_corpus(repo)
     where = CORPORA[name][0]
     if name == "c":  # the directories actually copied
@@ -222,6 +236,7 @@ def run_corpus(
         )
 
     rows: list[str] = []
+    editor_rows: list[str] = []
     for system, complete, note in systems:
         start = time.monotonic()
         report = evaluate(complete, repo, corpus.val_files, config, system=f"{system} on {name}")
@@ -231,7 +246,12 @@ def run_corpus(
         if system.startswith("product") and args.report:
             path = report.write(args.report / name / system.replace(" ", "").replace(",", "-"))
             notes.append(f"  product report: {path}")
-    return rows, notes
+        if system.startswith("product"):
+            for threshold in args.editor_threshold:
+                shown = replace(config, min_confidence=threshold)
+                report = evaluate(complete, repo, corpus.val_files, shown, system=system)
+                editor_rows += editor_row(name, system, threshold, report)
+    return rows, notes, editor_rows
 
 
 def main() -> None:
@@ -258,6 +278,15 @@ def main() -> None:
         help="the product once per way of treating a suggestion typed through (cut: its first "
         "word, the default; keep: whole again), same model, side by side",
     )
+    parser.add_argument(
+        "--editor-threshold",
+        type=float,
+        nargs="*",
+        default=[0.6],
+        metavar="CONFIDENCE",
+        help="also evaluate the product asking for suggestions this confident or more, as an "
+        "editor does (default: 0.6, the LSP bridge's; none: skip)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument(
         "--systems", default=",".join(SYSTEMS), help=f"comma-separated, from {','.join(SYSTEMS)}"
@@ -271,12 +300,14 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="completiond-quality-"))
     rows: list[str] = []
     notes: list[str] = []
+    editor_rows: list[str] = []
     try:
         for name in names:
             repo = CORPORA[name][1](scratch / name)
-            r, n = run_corpus(name, repo, scratch, args)
+            r, n, e = run_corpus(name, repo, scratch, args)
             rows += r
             notes += n
+            editor_rows += e
     finally:
         if args.keep:
             print(f"scratch kept: {scratch}", file=sys.stderr)
@@ -296,6 +327,18 @@ def main() -> None:
     )
     print("|---|---|---|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
+    if editor_rows:
+        print(
+            "\nThe product as an editor shows it: only suggestions at the threshold or more (the "
+            "request's min_confidence; the LSP bridge's default is 0.6). Shown: share of lines "
+            "with a suggestion; right: share of those that are a prefix of the truth.\n"
+        )
+        print(
+            "| corpus | mode | system | threshold | shown | right | exact match | "
+            "keystrokes saved |"
+        )
+        print("|---|---|---|---:|---:|---:|---:|---:|")
+        print("\n".join(editor_rows))
 
 
 if __name__ == "__main__":

@@ -47,8 +47,9 @@ class RetrievalConfig:
     # characters saved is largest) is offered when no candidate is at least this confident (or
     # as confident as the request's min_confidence, when higher), and leads when it is expected
     # to save more keystrokes (0: never; above 1: always). Higher trades exact whole lines for
-    # keystrokes saved.
-    start_below: float = 0.1
+    # keystrokes saved. 0.1 instead: -0.4 to -0.6 exact match, +1 to +2.4 keystroke points with
+    # typed-through suggestions cut (a whole line costs little when wrong); editors show 0.6+.
+    start_below: float = 0.02
     max_candidates: int = 16  # whole continuations collected, most specific contexts first
     min_anchor_chars: int = 2  # shortest context (after the line's start) worth looking up
     # Occurrences read per context, in the index (an even sample beyond) and in the current file.
@@ -63,7 +64,7 @@ class RetrievalConfig:
     # A shared start may lead only when no whole line is at least this confident (calibrated:
     # right about this often), or the request's min_confidence when higher. Higher trades exact
     # whole lines for keystrokes saved.
-    shared_below: float = 0.1
+    shared_below: float = 0.02
     weights: tuple[float, ...] = DEFAULT_WEIGHTS
 
 

@@ -120,7 +120,7 @@ def test_status_shows_the_model_and_the_daemon(served: Served) -> None:
     text = served.cli("status").stdout
     assert "parameters" in text and "bits/char" in text and "unix://" in text
     assert "retrieval   index of " in text and "the model runs when nothing is found" in text
-    assert "and for a start below confidence 0.1" in text
+    assert "and for a start below confidence 0.02" in text
     assert "confidences: " in text
     status = json.loads(served.cli("status", "--json").stdout)
     assert status["trainingState"] in ("idle", "training")  # the background full model

@@ -111,7 +111,7 @@ def test_status_health_and_reflection(running_daemon: Daemon) -> None:
     assert status.training_state == "idle" and status.requests_total >= 1
     assert status.execution_provider == "CPUExecutionProvider"
     assert status.retrieval.enabled and status.retrieval.model_below == 0
-    assert status.retrieval.start_below == pytest.approx(0.1)
+    assert status.retrieval.start_below == pytest.approx(0.02)
     calibration = load_calibration(running_daemon.slot.store.root / CALIBRATION_FILE)
     assert calibration is not None and status.retrieval.calibrated == calibration.fitted
     index = running_daemon.slot.get().decoder.retriever.index

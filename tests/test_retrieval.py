@@ -153,7 +153,7 @@ def test_more_evidence_means_more_confidence() -> None:
 
 
 def test_a_start_many_continuations_share_leads_when_it_saves_more_keystrokes() -> None:
-    retriever = Retriever(None)
+    retriever = Retriever(None, RetrievalConfig(shared_below=0.1))  # lines of about 1 in 6
     prefix = "".join(f"    def __init__(self, arg{i}, b{i}):\n" for i in range(6)) + "    def __in"
     starts = {f.text: f for f in retriever.find(prefix, "") if f.partial}
     assert set(starts) == {"it__", "it__(", "it__(self", "it__(self,"}  # ends at a token
