@@ -98,7 +98,11 @@ class Decoder:
         self.retriever = retriever
         self.newline = tokenizer.newline_id
         # Kept by the caller across models when given (the user's choices outlive a retrain).
-        self.declined = declined or DeclinedSuggestions(self.config.declined_documents)
+        self.declined = (
+            declined
+            if declined is not None
+            else DeclinedSuggestions(self.config.declined_documents)
+        )
 
     def complete(self, query: Query) -> list[Candidate]:
         remember = not self.config.keep_typed_through
