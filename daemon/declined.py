@@ -4,11 +4,15 @@ A user who sees a suggestion and types on instead of accepting it says that it i
 line becomes (or not all of it: editors' "accept word" looks the same). Offering the same
 continuation again at the next keystroke is noise; its first word is still likely right (the end
 of the name being typed), so a declined suggestion is cut to that word, and dropped once the word
-is declined too. Requests without a document (one-off completions) keep no history.
+is declined too (or when it has no shorter first word). Only typing along a suggestion declines
+it: typing something else makes it impossible anyway. Requests without a document (one-off
+completions) keep no history.
 
 A declined suggestion is remembered as the line it would have made (the line's text before the
-cursor, then the suggestion) for the line the cursor is on; moving to another line forgets them,
-and so does deleting back to where one was offered (the user is rewriting that part).
+cursor, then the suggestion) for the line the cursor is on, told by its offset in the prefix (so
+clients must send the prefix from the same place each time, as they do: the document's start,
+or a fixed tail). An answer on another line forgets them; so does a request at or before the
+column where one was offered (deleting back, or moving left: the user is rewriting that part).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-_FIRST_WORD = re.compile(r"\W{0,3}\w+")  # a name, after at most a few symbols or blanks
+_FIRST_WORD = re.compile(r"\W{0,3}\w+")  # a name, after at most three symbols or blanks
 MAX_PER_LINE = 64  # declined suggestions kept for one line; the oldest are forgotten first
+MAX_LINE_CHARS = 1_000  # longer lines (minified code) keep no history: memory stays small
 
 
 def first_word(text: str) -> str | None:
@@ -50,9 +55,10 @@ def without_declined(
 
 @dataclass
 class _Line:
-    start: int  # offset of the line's first character in the document
-    shown_before: str | None = None  # the line before the cursor when `shown` was answered
-    shown: str = ""  # the first suggestion answered there
+    start: int  # offset of the line's first character in the prefix
+    requests: int = 0  # requests begun on this line: only the newest one's answer is recorded
+    answered_before: str | None = None  # the line before the cursor at the last answer recorded
+    answered: str = ""  # the first suggestion of that answer
     # Declined: the line each would have made -> the cursor's column where it was offered.
     declined: OrderedDict[str, int] = field(default_factory=OrderedDict)
 
@@ -66,46 +72,51 @@ class DeclinedSuggestions:
         self._lines: OrderedDict[str, _Line] = OrderedDict()
         self._lock = threading.Lock()
 
-    def at(self, document: str, prefix: str) -> frozenset[str]:
-        """The texts declined at the end of `prefix` (the cursor), after counting the suggestion
-        answered last as declined when the user typed on from there without accepting it."""
+    def begin(self, document: str, prefix: str) -> tuple[frozenset[str], int]:
+        """A request at the end of `prefix`: settles the answer recorded last (declined when the
+        user typed on from there without accepting it) and returns the texts declined at this
+        cursor, with the ticket that `answered` takes."""
         if not document:
-            return frozenset()
+            return frozenset(), 0
         start = prefix.rfind("\n") + 1
         before = prefix[start:]
         with self._lock:
             line = self._lines.get(document)
             if line is None or line.start != start:
-                return frozenset()
+                return frozenset(), 0
             self._lines.move_to_end(document)
-            last = line.shown_before
+            line.requests += 1
+            last = line.answered_before
             if last is not None and before != last:  # the line changed: that answer is settled
                 typed_on = len(before) > len(last) and before.startswith(last)
-                if typed_on and not before.startswith(last + line.shown):
-                    line.declined[last + line.shown] = len(last)
+                if typed_on and not before.startswith(last + line.answered):
+                    line.declined[last + line.answered] = len(last)
                     while len(line.declined) > MAX_PER_LINE:
                         line.declined.popitem(last=False)
-                line.shown_before = None
-            # Deleted back to where one was offered: the user is rewriting; it may be right now.
+                line.answered_before = None
             for made in [made for made, column in line.declined.items() if column >= len(before)]:
                 del line.declined[made]
-            return frozenset(
+            declined = frozenset(
                 made[len(before) :]
                 for made in line.declined
                 if len(made) > len(before) and made.startswith(before)
             )
+            return declined, line.requests
 
-    def answered(self, document: str, prefix: str, texts: Sequence[str]) -> None:
-        """Record the first of the suggestions answered at the end of `prefix`."""
-        if not document:
-            return
+    def answered(self, document: str, prefix: str, texts: Sequence[str], ticket: int) -> None:
+        """Record the first of the suggestions answered at the end of `prefix`, unless a later
+        request of the document began meanwhile (this answer is stale: nobody will see it)."""
         start = prefix.rfind("\n") + 1
+        if not document or len(prefix) - start > MAX_LINE_CHARS:
+            return
         with self._lock:
             line = self._lines.get(document)
             if line is None or line.start != start:
                 line = self._lines[document] = _Line(start)
+            elif line.requests != ticket:
+                return
             self._lines.move_to_end(document)
-            line.shown_before = prefix[start:] if texts else None
-            line.shown = texts[0] if texts else ""
+            line.answered_before = prefix[start:] if texts else None
+            line.answered = texts[0] if texts else ""
             while len(self._lines) > self.documents:
                 self._lines.popitem(last=False)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +63,7 @@ class Query:
     seed: int | None = None  # for reproducible sampling
     cancelled: threading.Event | None = None  # set when the client gave up: stop decoding
     light: bool = False  # no optional model work (the confident start): the daemon is busy
+    history: bool = True  # remember suggestions typed through in `document` (declined.py)
 
 
 def _printable(logp: np.ndarray) -> np.ndarray:
@@ -105,23 +106,29 @@ class Decoder:
         )
 
     def complete(self, query: Query) -> list[Candidate]:
-        remember = not self.config.keep_typed_through
-        declined = self.declined.at(query.document, query.prefix) if remember else frozenset()
+        remember = query.history and not self.config.keep_typed_through
+        declined, ticket = (
+            self.declined.begin(query.document, query.prefix) if remember else (frozenset(), 0)
+        )
         candidates = self._complete(query, declined)
         if remember:
-            self.declined.answered(query.document, query.prefix, [c.text for c in candidates])
+            texts = [c.text for c in candidates]
+            self.declined.answered(query.document, query.prefix, texts, ticket)
         return candidates
 
     def _complete(self, query: Query, declined: frozenset[str]) -> list[Candidate]:
         sampling = query.temperature > 0
-        retrieved = (
-            without_declined(
-                self.retriever.candidates(query.prefix, query.suffix, query.min_confidence),
-                declined,
-            )
-            if self.retriever is not None and not sampling
-            else []
-        )
+        retrieved: list[tuple[str, float]] = []
+        if self.retriever is not None and not sampling:
+            found = self.retriever.candidates(query.prefix, query.suffix, query.min_confidence)
+            if declined:  # compared as shown (cleaned), each text once: what the gates below count
+                clean = _cleaner(query)
+                kept: dict[str, float] = {}
+                for text, conf in without_declined([(clean(t), c) for t, c in found], declined):
+                    if text:
+                        kept[text] = max(kept.get(text, 0.0), conf)
+                found = list(kept.items())
+            retrieved = found
         _check(query)  # a request given up during the lookup gets no answer
         enough = self.retriever is not None and len(retrieved) >= query.n
         copied = enough and retrieved[query.n - 1][1] >= self.retriever.config.model_below
@@ -250,6 +257,18 @@ def _overlap(text: str, following: str) -> int:
     return 0
 
 
+def _cleaner(query: Query) -> Callable[[str], str]:
+    """What a candidate text becomes when shown: at most max_chars, no trailing blanks, without
+    what already follows the cursor on its line (an auto-inserted `)`)."""
+    following = query.suffix.split("\n", 1)[0].strip()
+
+    def clean(text: str) -> str:
+        text = text[: query.max_chars].rstrip()
+        return text[: len(text) - _overlap(text, following)].rstrip()
+
+    return clean
+
+
 def postprocess(
     lines: list[tuple[str, float]],
     query: Query,
@@ -265,11 +284,7 @@ def postprocess(
     then most confident first when the model ran, else in the retriever's order), at most n,
     none below min_confidence; a text the user declined here is cut to its first word or left
     out (declined.py)."""
-    following = query.suffix.split("\n", 1)[0].strip()
-
-    def clean(text: str) -> str:
-        text = text[: query.max_chars].rstrip()
-        return text[: len(text) - _overlap(text, following)].rstrip()
+    clean = _cleaner(query)
 
     def cleaned(items: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
         texts = without_declined(((clean(text), v) for text, v in items), declined)

@@ -132,6 +132,9 @@ def validate(
         min_confidence=request.min_confidence,
         document=document_key(request),
         cancelled=cancelled,
+        # Only a document the client names: a path alone is a language hint (the shells send
+        # one for all their terminals), not one document being edited.
+        history=bool(request.document_id),
     )
 
 

@@ -369,6 +369,9 @@ def test_a_suggestion_typed_through_comes_back_as_its_first_word(running_daemon:
         shown = client.complete(prefix, document_id="file:///zq.py")
         typed_on = client.complete(prefix + "q", document_id="file:///zq.py")
         one_off = client.complete(prefix + "q")
+        # A path alone is a language hint (the shells send one for every terminal): no history.
+        client.complete(prefix, path="zq.py")
+        by_path = client.complete(prefix + "q", path="zq.py")
     assert shown.candidates[0].text == "quest.get_zq_key(7, 'zq')"
     assert typed_on.candidates[0].text == "uest"
-    assert one_off.candidates[0].text == "uest.get_zq_key(7, 'zq')"
+    assert one_off.candidates[0].text == by_path.candidates[0].text == "uest.get_zq_key(7, 'zq')"

@@ -31,45 +31,66 @@ def test_a_declined_candidate_becomes_its_first_word_or_goes() -> None:
     assert without_declined(candidates, frozenset({"al(1, 2)", "al"})) == [("ue", 0.2)]
 
 
+def ask(memory: DeclinedSuggestions, document: str, prefix: str, *answer: str) -> frozenset[str]:
+    """One request as the decoder makes it: what is declined here, then the answer recorded."""
+    declined, ticket = memory.begin(document, prefix)
+    memory.answered(document, prefix, answer, ticket)
+    return declined
+
+
 def test_typing_on_declines_the_suggestion_and_accepting_it_does_not() -> None:
     memory = DeclinedSuggestions()
-    memory.answered("doc", HEAD + "x = ev", ["al(1, 2)"])
+    ask(memory, "doc", HEAD + "x = ev", "al(1, 2)")
     # Typed the next character instead of accepting: the line it would have made is declined.
-    assert memory.at("doc", HEAD + "x = eva") == {"l(1, 2)"}
-    memory.answered("doc", HEAD + "x = eva", ["l"])
-    assert memory.at("doc", HEAD + "x = eval") == {"(1, 2)"}  # accepted "l": still declined
-    assert memory.at("doc", HEAD + "x = eval(1, 2)") == frozenset()  # nothing declined beyond
-    # Accepting it whole declines nothing.
-    memory.answered("other", HEAD + "y = ev", ["al(3)"])
-    assert memory.at("other", HEAD + "y = eval(3)") == frozenset()
-    assert memory.at("other", HEAD + "y = eval(") == frozenset()  # then deleted back: settled
-    # Deleting back declines nothing either, and forgets what was declined from there on.
-    memory.answered("back", HEAD + "z = ev", ["al(4)"])
-    assert memory.at("back", HEAD + "z = e") == frozenset()
-    assert memory.at("back", HEAD + "z = eva") == frozenset()
-    memory.answered("back", HEAD + "z = e", ["val(5)"])
-    assert memory.at("back", HEAD + "z = ev") == {"al(5)"}
-    assert memory.at("back", HEAD + "z = eva") == {"l(5)"}  # still beyond where it was offered
-    assert memory.at("back", HEAD + "z = e") == frozenset()  # back there: forgotten
-    assert memory.at("back", HEAD + "z = ev") == frozenset()
+    assert ask(memory, "doc", HEAD + "x = eva", "l") == {"l(1, 2)"}
+    assert ask(memory, "doc", HEAD + "x = eval") == {"(1, 2)"}  # accepted "l": still declined
+    assert ask(memory, "doc", HEAD + "x = eval(1, 2)") == frozenset()  # nothing beyond
+    # Accepting it whole declines nothing, and deleting back after that neither.
+    ask(memory, "other", HEAD + "y = ev", "al(3)")
+    assert ask(memory, "other", HEAD + "y = eval(3)") == frozenset()
+    assert ask(memory, "other", HEAD + "y = eval(") == frozenset()
+    # Typing something else declines nothing that could still be offered.
+    ask(memory, "else", HEAD + "z = ev", "al(4)")
+    assert ask(memory, "else", HEAD + "z = evx") == frozenset()
+
+
+def test_deleting_back_to_where_a_suggestion_was_offered_forgets_it() -> None:
+    memory = DeclinedSuggestions()
+    ask(memory, "doc", HEAD + "z = e", "val(5)")
+    assert ask(memory, "doc", HEAD + "z = ev") == {"al(5)"}
+    assert ask(memory, "doc", HEAD + "z = eva") == {"l(5)"}  # still beyond where it was offered
+    assert ask(memory, "doc", HEAD + "z = e") == frozenset()  # back there: forgotten
+    assert ask(memory, "doc", HEAD + "z = ev") == frozenset()
 
 
 def test_declined_suggestions_belong_to_one_line_of_one_document() -> None:
     memory = DeclinedSuggestions(documents=2)
-    memory.answered("doc", HEAD + "x = ev", ["al(1, 2)"])
-    assert memory.at("", HEAD + "x = eva") == frozenset()  # no document: no history
-    assert memory.at("elsewhere", HEAD + "x = eva") == frozenset()
-    assert memory.at("doc", HEAD + "x = eva") == {"l(1, 2)"}
+    ask(memory, "doc", HEAD + "x = ev", "al(1, 2)")
+    assert ask(memory, "", HEAD + "x = eva") == frozenset()  # no document: no history
+    assert ask(memory, "elsewhere", HEAD + "x = eva") == frozenset()
+    assert ask(memory, "doc", HEAD + "x = eva") == {"l(1, 2)"}
     # The same text on another line is another line; answering there forgets this one.
-    assert memory.at("doc", HEAD + "pass\nx = eva") == frozenset()
-    memory.answered("doc", HEAD + "pass\nx = ev", ["al"])
-    assert memory.at("doc", HEAD + "x = eva") == frozenset()
+    assert ask(memory, "doc", HEAD + "pass\nx = eva") == frozenset()
+    ask(memory, "doc", HEAD + "pass\nx = ev", "al")
+    assert ask(memory, "doc", HEAD + "x = eva") == frozenset()
     # Documents beyond the bound are forgotten, least recently used first.
-    memory.answered("a", "x", ["y1"])
-    memory.answered("b", "x", ["y1"])
-    memory.answered("c", "x", ["y1"])
-    assert memory.at("a", "xz") == frozenset()
-    assert memory.at("c", "xy") == {"1"}
+    for document in "abc":
+        ask(memory, document, "x", "y1")
+    assert ask(memory, "a", "xy") == frozenset()
+    assert ask(memory, "c", "xy") == {"1"}
+
+
+def test_a_stale_answer_is_not_recorded_and_long_lines_keep_no_history() -> None:
+    memory = DeclinedSuggestions()
+    ask(memory, "doc", HEAD + "x = ", "eval(1)")
+    _, older = memory.begin("doc", HEAD + "x = e")
+    _, newer = memory.begin("doc", HEAD + "x = e")  # the next request came before its answer
+    memory.answered("doc", HEAD + "x = e", ["nothing"], older)  # not shown: not recorded
+    memory.answered("doc", HEAD + "x = e", ["val(1)"], newer)
+    assert ask(memory, "doc", HEAD + "x = ev") == {"al(1)"}
+    long = HEAD + "x = " + "a" * 2000
+    ask(memory, "doc", long, "b(1)")
+    assert ask(memory, "doc", long + "b") == frozenset()
 
 
 def test_the_decoder_offers_a_typed_through_suggestion_as_its_first_word() -> None:
@@ -87,3 +108,16 @@ def test_the_decoder_offers_a_typed_through_suggestion_as_its_first_word() -> No
     assert model.complete(Query(prefix=document + "x "))[0].text == "= self.alpha(1)"
     model.config.keep_typed_through = True
     assert model.complete(Query(prefix=document + "x =", document="d"))[0].text == " self.alpha(1)"
+
+
+def test_a_declined_line_is_compared_as_shown_and_the_model_takes_its_place() -> None:
+    # `abcd)` is found after `y = f(`; shown as `abcd`: the editor closed the bracket already.
+    model = decoder(SELF, retriever=Retriever(None, RetrievalConfig(weights=(8.0, *[0.0] * 9))))
+    document = "y = f(abcd)\n"
+    first = model.complete(Query(prefix=document + "y = f(", suffix=")", document="d"))
+    assert [c.text for c in first] == ["abcd"]
+    calls = model.engine.calls
+    # Typed "a": `bcd` is that line, declined, a single word: the model answers instead.
+    again = model.complete(Query(prefix=document + "y = f(a", suffix=")", document="d"))
+    assert model.engine.calls > calls and all(c.text != "bcd" for c in again)
+    assert model.complete(Query(prefix=document + "y = f(a", suffix=")"))[0].text == "bcd"
