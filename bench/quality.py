@@ -168,7 +168,12 @@ def run_corpus(
         f"({len(corpus.val_text):,} chars)"
     ]
     print(notes[0], file=sys.stderr, flush=True)
-    config = EvalConfig(queries=args.queries, replay_lines=args.replay_lines, seed=args.seed)
+    config = EvalConfig(
+        queries=args.queries,
+        replay_lines=args.replay_lines,
+        seed=args.seed,
+        accept_rate=args.accept_rate,
+    )
     systems: list[tuple[str, Callable, str]] = []
 
     start = time.monotonic()
@@ -262,6 +267,12 @@ def main() -> None:
     parser.add_argument("--corpora", default="python,c", help="comma-separated: python,c,js")
     parser.add_argument("--report", type=Path, help="write the product's report here per corpus")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--accept-rate",
+        type=float,
+        default=1.0,
+        help="replay: chance that a right suggestion is accepted at a keystroke (else typed along)",
+    )
     parser.add_argument(
         "--start-below",
         type=float,

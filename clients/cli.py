@@ -272,6 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=60,
         help="lines replayed keystroke by keystroke for keystrokes saved (default: 60; 0: off)",
     )
+    p.add_argument(
+        "--accept-rate",
+        type=float,
+        default=1.0,
+        metavar="P",
+        help="in the replay, the chance that a right suggestion is accepted at a keystroke; "
+        "otherwise its next character is typed (default: 1, always)",
+    )
     p.add_argument("--seed", type=int, default=0, help="which lines are sampled (default: 0)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument(
@@ -550,6 +558,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         typed_chars=args.typed_chars,
         min_confidence=args.min_confidence,
         replay_lines=args.replay_lines,
+        accept_rate=args.accept_rate,
     )
     report = run_eval(
         repo,

@@ -5,8 +5,9 @@ line becomes (or not all of it: editors' "accept word" looks the same). Offering
 continuation again at the next keystroke is noise; its first word is still likely right (the end
 of the name being typed), so a declined suggestion is cut to that word, and dropped once the word
 is declined too (or when it has no shorter first word). Only typing along a suggestion declines
-it: typing something else makes it impossible anyway. Requests without a document (one-off
-completions) keep no history.
+it: typing something else makes it impossible anyway. People also type along right suggestions
+(not looking, or faster typing than reading), so a confident one (DECLINED_BELOW) is not
+declined. Requests without a document (one-off completions) keep no history.
 
 A declined suggestion is remembered as the line it would have made (the line's text before the
 cursor, then the suggestion) for the line the cursor is on, told by its offset in the prefix (so
@@ -20,12 +21,15 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 _FIRST_WORD = re.compile(r"\W{0,3}\w+")  # a name, after at most three symbols or blanks
 MAX_PER_LINE = 64  # declined suggestions kept for one line; the oldest are forgotten first
 MAX_LINE_CHARS = 1_000  # longer lines (minified code) keep no history: memory stays small
+# A suggestion at least this confident is kept whole when typed through: people type along right
+# suggestions too, and a sure one more likely is one (bench figures in DecoderConfig).
+DECLINED_BELOW = 0.35
 
 
 def first_word(text: str) -> str | None:
@@ -59,6 +63,7 @@ class _Line:
     requests: int = 0  # requests begun on this line: only the newest one's answer is recorded
     answered_before: str | None = None  # the line before the cursor at the last answer recorded
     answered: str = ""  # the first suggestion of that answer
+    answered_confidence: float = 0.0  # ... and its confidence
     # Declined: the line each would have made -> the cursor's column where it was offered.
     declined: OrderedDict[str, int] = field(default_factory=OrderedDict)
 
@@ -67,8 +72,9 @@ class DeclinedSuggestions:
     """Per document (bounded, least recently used forgotten), the suggestions typed through on the
     cursor's line. Thread-safe: requests of several documents run at once."""
 
-    def __init__(self, documents: int = 256) -> None:
+    def __init__(self, documents: int = 256, declined_below: float = DECLINED_BELOW) -> None:
         self.documents = documents
+        self.declined_below = declined_below  # a suggestion this confident is never declined
         self._lines: OrderedDict[str, _Line] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -89,7 +95,8 @@ class DeclinedSuggestions:
             last = line.answered_before
             if last is not None and before != last:  # the line changed: that answer is settled
                 typed_on = len(before) > len(last) and before.startswith(last)
-                if typed_on and not before.startswith(last + line.answered):
+                sure = line.answered_confidence >= self.declined_below
+                if typed_on and not sure and not before.startswith(last + line.answered):
                     line.declined[last + line.answered] = len(last)
                     while len(line.declined) > MAX_PER_LINE:
                         line.declined.popitem(last=False)
@@ -103,9 +110,11 @@ class DeclinedSuggestions:
             )
             return declined, line.requests
 
-    def answered(self, document: str, prefix: str, texts: Sequence[str], ticket: int) -> None:
-        """Record the first of the suggestions answered at the end of `prefix`, unless a later
-        request of the document began meanwhile (this answer is stale: nobody will see it)."""
+    def answered(
+        self, document: str, prefix: str, first: tuple[str, float] | None, ticket: int
+    ) -> None:
+        """Record the first suggestion (text, confidence) answered at the end of `prefix`, unless
+        a later request of the document began meanwhile (this answer is stale: nobody sees it)."""
         start = prefix.rfind("\n") + 1
         if not document or len(prefix) - start > MAX_LINE_CHARS:
             return
@@ -116,7 +125,7 @@ class DeclinedSuggestions:
             elif line.requests != ticket:
                 return
             self._lines.move_to_end(document)
-            line.answered_before = prefix[start:] if texts else None
-            line.answered = texts[0] if texts else ""
+            line.answered_before = prefix[start:] if first else None
+            line.answered, line.answered_confidence = first or ("", 0.0)
             while len(self._lines) > self.documents:
                 self._lines.popitem(last=False)

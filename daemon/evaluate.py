@@ -60,6 +60,9 @@ class EvalConfig:
     typed_chars: int = 10  # `typed` cursor: after the indentation plus this many characters
     min_confidence: float = 0.0  # a candidate below this counts as no answer
     replay_lines: int = 60  # lines replayed keystroke by keystroke (0 = none; expensive)
+    # In the replay, the chance that a right suggestion is accepted at a keystroke; otherwise the
+    # user types its next character (types along it, as people who do not look often do).
+    accept_rate: float = 1.0
     max_chars: int = 80  # candidate length cap, as the daemon's default
     examples: int = 12  # example completions in the report, per mode
 
@@ -77,6 +80,8 @@ class EvalConfig:
             raise InvalidRequest(f"min_confidence must be within [0, 1], got {self.min_confidence}")
         if self.replay_lines < 0:
             raise InvalidRequest(f"replay_lines must be >= 0, got {self.replay_lines}")
+        if not 0.0 < self.accept_rate <= 1.0:
+            raise InvalidRequest(f"accept_rate must be within (0, 1], got {self.accept_rate}")
         if not 1 <= self.max_chars <= 400:
             raise InvalidRequest(f"max_chars must be within [1, 400], got {self.max_chars}")
 
@@ -396,11 +401,13 @@ def keystrokes_saved(
     complete: CompleteFn, texts: dict[str, str], lines: Sequence[Line], config: EvalConfig
 ) -> KeystrokeResult:
     """Replay each line from its indentation: at every position ask for a completion; accept it
-    (one keystroke) when it is a non-empty prefix of what is left, else type one character.
+    (one keystroke) when it is a non-empty prefix of what is left (with probability
+    `accept_rate`, seeded), else type one character.
 
     Each line is its own document, so after the first request (a cold read, as for a file the
     daemon has not seen) every keystroke is one more character on a warm state, as in an editor."""
     out = KeystrokeResult()
+    rng = random.Random(config.seed)
     for line in lines:
         text = texts[line.file]
         line_end = text.index("\n", line.start)
@@ -413,7 +420,8 @@ def keystrokes_saved(
             best, elapsed = _ask(complete, config, head + body[:pos], suffix, document)
             out.latencies_s.append(elapsed)
             out.keystrokes += 1
-            if best is not None and body.startswith(best.text, pos):
+            right = best is not None and body.startswith(best.text, pos)
+            if right and (config.accept_rate >= 1.0 or rng.random() < config.accept_rate):
                 out.accepted += 1
                 out.accepted_chars += len(best.text)
                 pos += len(best.text)
@@ -488,7 +496,13 @@ class EvalReport:
                 f"**Keystrokes saved: {_pct(k.saved)}** replaying {k.lines} lines from their "
                 f"indentation ({k.chars} characters typed in {k.keystrokes} keystrokes; "
                 f"{k.accepted} suggestions accepted, {k.accepted_chars} characters; "
-                f"p50 {k.latency_p50_ms:.1f} ms per keystroke, warm).",
+                f"p50 {k.latency_p50_ms:.1f} ms per keystroke, warm)"
+                + (
+                    f"; a right suggestion accepted at a keystroke {_pct(self.config.accept_rate)} "
+                    "of the time, else typed along."
+                    if self.config.accept_rate < 1.0
+                    else "; every right suggestion accepted."
+                ),
             ]
         for m, r in self.modes.items():
             out += [

@@ -52,7 +52,9 @@ class ModelSlot:
         self.context_config = context_config or ContextConfig()
         self.retrieval_config = retrieval_config or RetrievalConfig()
         # What users typed through outlives a model swap: it is about their code, not the model.
-        self.declined = DeclinedSuggestions(self.decoder_config.declined_documents)
+        self.declined = DeclinedSuggestions(
+            self.decoder_config.declined_documents, self.decoder_config.declined_below
+        )
         self._model: ServedModel | None = None
         self._load_lock = threading.Lock()
 

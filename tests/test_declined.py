@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from completiond.daemon.declined import DeclinedSuggestions, first_word, without_declined
+from completiond.daemon.declined import (
+    DECLINED_BELOW,
+    DeclinedSuggestions,
+    first_word,
+    without_declined,
+)
 from completiond.daemon.decoder import Query
 from completiond.daemon.retrieval import RetrievalConfig, Retriever
 
@@ -31,10 +36,12 @@ def test_a_declined_candidate_becomes_its_first_word_or_goes() -> None:
     assert without_declined(candidates, frozenset({"al(1, 2)", "al"})) == [("ue", 0.2)]
 
 
-def ask(memory: DeclinedSuggestions, document: str, prefix: str, *answer: str) -> frozenset[str]:
+def ask(
+    memory: DeclinedSuggestions, document: str, prefix: str, answer: str = "", sure: float = 0.1
+) -> frozenset[str]:
     """One request as the decoder makes it: what is declined here, then the answer recorded."""
     declined, ticket = memory.begin(document, prefix)
-    memory.answered(document, prefix, answer, ticket)
+    memory.answered(document, prefix, (answer, sure) if answer else None, ticket)
     return declined
 
 
@@ -52,6 +59,15 @@ def test_typing_on_declines_the_suggestion_and_accepting_it_does_not() -> None:
     # Typing something else declines nothing that could still be offered.
     ask(memory, "else", HEAD + "z = ev", "al(4)")
     assert ask(memory, "else", HEAD + "z = evx") == frozenset()
+
+
+def test_a_confident_suggestion_typed_along_is_kept_whole() -> None:
+    memory = DeclinedSuggestions()  # people type along right suggestions too
+    ask(memory, "doc", HEAD + "x = ev", "al(1, 2)", sure=DECLINED_BELOW)
+    assert ask(memory, "doc", HEAD + "x = eva") == frozenset()
+    always = DeclinedSuggestions(declined_below=1.0)
+    ask(always, "doc", HEAD + "x = ev", "al(1, 2)", sure=0.99)
+    assert ask(always, "doc", HEAD + "x = eva") == {"l(1, 2)"}
 
 
 def test_deleting_back_to_where_a_suggestion_was_offered_forgets_it() -> None:
@@ -85,8 +101,8 @@ def test_a_stale_answer_is_not_recorded_and_long_lines_keep_no_history() -> None
     ask(memory, "doc", HEAD + "x = ", "eval(1)")
     _, older = memory.begin("doc", HEAD + "x = e")
     _, newer = memory.begin("doc", HEAD + "x = e")  # the next request came before its answer
-    memory.answered("doc", HEAD + "x = e", ["nothing"], older)  # not shown: not recorded
-    memory.answered("doc", HEAD + "x = e", ["val(1)"], newer)
+    memory.answered("doc", HEAD + "x = e", ("nothing", 0.1), older)  # not shown: not recorded
+    memory.answered("doc", HEAD + "x = e", ("val(1)", 0.1), newer)
     assert ask(memory, "doc", HEAD + "x = ev") == {"al(1)"}
     long = HEAD + "x = " + "a" * 2000
     ask(memory, "doc", long, "b(1)")
@@ -95,7 +111,7 @@ def test_a_stale_answer_is_not_recorded_and_long_lines_keep_no_history() -> None
 
 def test_the_decoder_offers_a_typed_through_suggestion_as_its_first_word() -> None:
     document = "x = self.alpha(1)\n"
-    model = decoder(SELF, retriever=Retriever(None, RetrievalConfig(weights=(8.0, *[0.0] * 9))))
+    model = decoder(SELF, retriever=Retriever(None, RetrievalConfig(weights=(-2.0, *[0.0] * 9))))
     first = model.complete(Query(prefix=document + "x", document="d"))
     assert [c.text for c in first] == [" = self.alpha(1)"]
     # The user typed " " instead of accepting: the rest is offered as its first word.
@@ -112,7 +128,7 @@ def test_the_decoder_offers_a_typed_through_suggestion_as_its_first_word() -> No
 
 def test_a_declined_line_is_compared_as_shown_and_the_model_takes_its_place() -> None:
     # `abcd)` is found after `y = f(`; shown as `abcd`: the editor closed the bracket already.
-    model = decoder(SELF, retriever=Retriever(None, RetrievalConfig(weights=(8.0, *[0.0] * 9))))
+    model = decoder(SELF, retriever=Retriever(None, RetrievalConfig(weights=(-2.0, *[0.0] * 9))))
     document = "y = f(abcd)\n"
     first = model.complete(Query(prefix=document + "y = f(", suffix=")", document="d"))
     assert [c.text for c in first] == ["abcd"]

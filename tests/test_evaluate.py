@@ -204,6 +204,7 @@ def test_config_is_validated() -> None:
         EvalConfig(queries=0),
         EvalConfig(modes=("typed", "sideways")),
         EvalConfig(min_confidence=1.5),
+        EvalConfig(accept_rate=0.0),
     ):
         with pytest.raises(InvalidRequest):
             bad.validate()
@@ -237,6 +238,17 @@ def test_keystrokes_saved_by_an_oracle_and_by_a_silent_completer(tmp_path: Path)
         return [Candidate("zzz", 0.9)]
 
     assert keystrokes_saved(wrong, texts, lines, config).saved == 0.0
+
+
+def test_a_user_who_sometimes_types_along_a_right_suggestion_saves_less(tmp_path: Path) -> None:
+    _, texts = _repo(tmp_path)
+    in_a = [x for x in eligible_lines(texts, 0) if x.file == "a.py"]
+    always = keystrokes_saved(oracle(texts["a.py"]), texts, in_a, EvalConfig())
+    half = keystrokes_saved(oracle(texts["a.py"]), texts, in_a, EvalConfig(accept_rate=0.5))
+    again = keystrokes_saved(oracle(texts["a.py"]), texts, in_a, EvalConfig(accept_rate=0.5))
+    assert 0.0 < half.saved < always.saved and half.accepted == always.accepted  # each line once
+    assert half.keystrokes > always.keystrokes
+    assert (again.saved, again.keystrokes) == (half.saved, half.keystrokes)  # seeded
 
 
 def test_evaluate_with_an_oracle_is_perfect_and_silence_answers_nothing(tmp_path: Path) -> None:
