@@ -458,8 +458,14 @@ def _print_status(status: dict[str, Any]) -> None:
 
 
 def _retrieval_line(info: dict[str, Any]) -> str:
+    declined = float(info.get("declinedBelow", 0))
+    typed_through = (
+        f"; a suggestion typed through below confidence {declined:g} comes back as its first word"
+        if declined > 0
+        else "; a suggestion typed through is offered whole again"
+    )
     if not info.get("enabled"):
-        return "off (the model alone)"
+        return "off (the model alone)" + typed_through
     chars = int(info.get("indexedChars", 0))
     index = (
         f"index of {chars:,} chars ({int(info['indexedPlaces']):,} places)"
@@ -471,7 +477,7 @@ def _retrieval_line(info: dict[str, Any]) -> str:
     fitted = "fitted to this repository" if info.get("calibrated") else "the defaults"
     start = float(info.get("startBelow", 0))
     starts = f", and for a start below confidence {start:g}" if start > 0 else ""
-    return f"{index}; confidences: {fitted}; the model runs {model}{starts}"
+    return f"{index}; confidences: {fitted}; the model runs {model}{starts}{typed_through}"
 
 
 def _offline_status(args: argparse.Namespace) -> dict[str, Any]:

@@ -22,11 +22,11 @@ from completiond.errors import DeadlineExceeded, InvalidRequest
 from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
 
-from .decoder import Query
+from .decoder import Decoder, Query
 from .feedback import FeedbackCounts
 from .metrics import RequestMetrics
 from .model_slot import ModelSlot, ServedModel
-from .retrieval import DEFAULT_WEIGHTS, Retriever
+from .retrieval import DEFAULT_WEIGHTS
 from .trainer import TrainingRunner
 from .watcher import RepoWatcher
 
@@ -196,9 +196,12 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
         return pb.FeedbackResponse()
 
 
-def retrieval_info(retriever: Retriever | None) -> pb.RetrievalInfo:
+def retrieval_info(decoder: Decoder) -> pb.RetrievalInfo:
+    """How completions are found and offered (retrieval, the model's part, typed-through lines)."""
+    retriever = decoder.retriever
+    declined_below = 0.0 if decoder.config.keep_typed_through else decoder.declined.declined_below
     if retriever is None or not retriever.config.enabled:
-        return pb.RetrievalInfo(enabled=False)
+        return pb.RetrievalInfo(enabled=False, declined_below=declined_below)
     index = retriever.index
     return pb.RetrievalInfo(
         enabled=True,
@@ -207,6 +210,7 @@ def retrieval_info(retriever: Retriever | None) -> pb.RetrievalInfo:
         model_below=retriever.config.model_below,
         start_below=retriever.config.start_below,
         calibrated=retriever.config.weights != DEFAULT_WEIGHTS,
+        declined_below=declined_below,
     )
 
 
@@ -267,7 +271,7 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
                 pb.ClientFeedback(client=client, **counts)
                 for client, counts in self.feedback.snapshot().items()
             ],
-            retrieval=retrieval_info(model.decoder.retriever) if model else None,
+            retrieval=retrieval_info(model.decoder) if model else None,
         )
 
     def Retrain(

@@ -121,6 +121,7 @@ def test_status_shows_the_model_and_the_daemon(served: Served) -> None:
     assert "parameters" in text and "bits/char" in text and "unix://" in text
     assert "retrieval   index of " in text and "the model runs when nothing is found" in text
     assert "and for a start below confidence 0.02" in text
+    assert "typed through below confidence 0.35 comes back as its first word" in text
     assert "confidences: " in text
     status = json.loads(served.cli("status", "--json").stdout)
     assert status["trainingState"] in ("idle", "training")  # the background full model

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from completiond.clients.client import Client
 from completiond.daemon.calibration import CALIBRATION_FILE, load_calibration
 from completiond.daemon.daemon import Daemon, DaemonConfig
+from completiond.daemon.declined import DECLINED_BELOW
 from completiond.daemon.retrieval import RetrievalConfig, Retriever
 from completiond.daemon.server import ServerConfig, parse_listen
 from completiond.daemon.service import DecodeSlots
@@ -112,6 +113,7 @@ def test_status_health_and_reflection(running_daemon: Daemon) -> None:
     assert status.execution_provider == "CPUExecutionProvider"
     assert status.retrieval.enabled and status.retrieval.model_below == 0
     assert status.retrieval.start_below == pytest.approx(0.02)
+    assert status.retrieval.declined_below == pytest.approx(DECLINED_BELOW)
     calibration = load_calibration(running_daemon.slot.store.root / CALIBRATION_FILE)
     assert calibration is not None and status.retrieval.calibrated == calibration.fitted
     index = running_daemon.slot.get().decoder.retriever.index

@@ -174,20 +174,22 @@ class StatusResponse(_message.Message):
     def __init__(self, repo: _Optional[str] = ..., store: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., training_state: _Optional[str] = ..., last_training_result: _Optional[str] = ..., requests_total: _Optional[int] = ..., requests_failed: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., listen_address: _Optional[str] = ..., daemon_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., pid: _Optional[int] = ..., watching: _Optional[bool] = ..., file_events: _Optional[int] = ..., versions: _Optional[_Iterable[str]] = ..., feedback: _Optional[_Iterable[_Union[ClientFeedback, _Mapping]]] = ..., retrieval: _Optional[_Union[RetrievalInfo, _Mapping]] = ...) -> None: ...
 
 class RetrievalInfo(_message.Message):
-    __slots__ = ("enabled", "indexed_chars", "indexed_places", "model_below", "calibrated", "start_below")
+    __slots__ = ("enabled", "indexed_chars", "indexed_places", "model_below", "calibrated", "start_below", "declined_below")
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     INDEXED_CHARS_FIELD_NUMBER: _ClassVar[int]
     INDEXED_PLACES_FIELD_NUMBER: _ClassVar[int]
     MODEL_BELOW_FIELD_NUMBER: _ClassVar[int]
     CALIBRATED_FIELD_NUMBER: _ClassVar[int]
     START_BELOW_FIELD_NUMBER: _ClassVar[int]
+    DECLINED_BELOW_FIELD_NUMBER: _ClassVar[int]
     enabled: bool
     indexed_chars: int
     indexed_places: int
     model_below: float
     calibrated: bool
     start_below: float
-    def __init__(self, enabled: _Optional[bool] = ..., indexed_chars: _Optional[int] = ..., indexed_places: _Optional[int] = ..., model_below: _Optional[float] = ..., calibrated: _Optional[bool] = ..., start_below: _Optional[float] = ...) -> None: ...
+    declined_below: float
+    def __init__(self, enabled: _Optional[bool] = ..., indexed_chars: _Optional[int] = ..., indexed_places: _Optional[int] = ..., model_below: _Optional[float] = ..., calibrated: _Optional[bool] = ..., start_below: _Optional[float] = ..., declined_below: _Optional[float] = ...) -> None: ...
 
 class RetrainRequest(_message.Message):
     __slots__ = ("minutes", "full")
