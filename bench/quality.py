@@ -287,7 +287,8 @@ def main() -> None:
         choices=("cut", "keep"),
         default=["cut"],
         help="the product once per way of treating a suggestion typed through (cut: its first "
-        "word, the default; keep: whole again), same model, side by side",
+        "word when less confident than DecoderConfig.declined_below, the default; keep: whole "
+        "again), same model, side by side",
     )
     parser.add_argument(
         "--editor-threshold",

@@ -114,8 +114,9 @@ def _add_typed_through(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--keep-typed-through",
         action="store_true",
-        help="offer a suggestion again whole after you typed on without accepting it (default: "
-        "only its first word, the end of the name you are typing; per document)",
+        help="offer a suggestion again whole after you typed along it without accepting it "
+        "(default: one less confident than 0.35 comes back as its first word only, the end of "
+        "the name you are typing; per document; editors at their 0.6 threshold see no change)",
     )
 
 
@@ -277,8 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         metavar="P",
-        help="in the replay, the chance that a right suggestion is accepted at a keystroke; "
-        "otherwise its next character is typed (default: 1, always)",
+        help="in the replay, the chance (0 < P <= 1) that a right suggestion is accepted at a "
+        "keystroke; otherwise its next character is typed (default: 1, always)",
     )
     p.add_argument("--seed", type=int, default=0, help="which lines are sampled (default: 0)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

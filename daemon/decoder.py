@@ -40,11 +40,8 @@ class DecoderConfig:
     beam_width: int = 4  # beams kept at temperature 0 (at least the number of candidates asked)
     start_chars: int = 12  # longest confident start of the model (24 measured the same)
     keep_typed_through: bool = False  # True: offer a suggestion again whole after typing on
-    # A suggestion typed through at least this confident is kept whole. Keystrokes saved (%) when
-    # a right suggestion is accepted at each keystroke with chance 1 / 0.5 / 0.25, else typed
-    # along, on Python, C, JS: any declined (1.0): 48 / 32 / 18, 50 / 33 / 20, 78 / 58 / 36;
-    # 0.35: 46 / 33 / 21, 49 / 35 / 24, 75 / 66 / 56; none (keep_typed_through): 32 / 27 / 21,
-    # 35 / 30 / 24, 70 / 65 / 58.
+    # A suggestion typed through at least this confident is kept whole (above 1: none is). For
+    # the figures (keystrokes saved by how often a right suggestion is accepted) see the README.
     declined_below: float = DECLINED_BELOW
     declined_documents: int = 256  # documents whose typed-through suggestions are remembered
 

@@ -397,6 +397,15 @@ def run_queries(complete: CompleteFn, queries: Sequence[EvalQuery], config: Eval
     return results
 
 
+def _accepts(config: EvalConfig, line: Line, pos: int) -> bool:
+    """Whether the replay's user takes a right suggestion here: the same draw at the same place
+    for every system compared, whatever each suggested before."""
+    if config.accept_rate >= 1.0:
+        return True
+    draw = random.Random(f"{config.seed}:accept:{line.file}:{line.number}:{pos}").random()
+    return draw < config.accept_rate
+
+
 def keystrokes_saved(
     complete: CompleteFn, texts: dict[str, str], lines: Sequence[Line], config: EvalConfig
 ) -> KeystrokeResult:
@@ -407,7 +416,6 @@ def keystrokes_saved(
     Each line is its own document, so after the first request (a cold read, as for a file the
     daemon has not seen) every keystroke is one more character on a warm state, as in an editor."""
     out = KeystrokeResult()
-    rng = random.Random(config.seed)
     for line in lines:
         text = texts[line.file]
         line_end = text.index("\n", line.start)
@@ -421,7 +429,7 @@ def keystrokes_saved(
             out.latencies_s.append(elapsed)
             out.keystrokes += 1
             right = best is not None and body.startswith(best.text, pos)
-            if right and (config.accept_rate >= 1.0 or rng.random() < config.accept_rate):
+            if right and _accepts(config, line, pos):
                 out.accepted += 1
                 out.accepted_chars += len(best.text)
                 pos += len(best.text)

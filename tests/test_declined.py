@@ -65,7 +65,7 @@ def test_a_confident_suggestion_typed_along_is_kept_whole() -> None:
     memory = DeclinedSuggestions()  # people type along right suggestions too
     ask(memory, "doc", HEAD + "x = ev", "al(1, 2)", sure=DECLINED_BELOW)
     assert ask(memory, "doc", HEAD + "x = eva") == frozenset()
-    always = DeclinedSuggestions(declined_below=1.0)
+    always = DeclinedSuggestions(declined_below=2.0)  # above 1: any
     ask(always, "doc", HEAD + "x = ev", "al(1, 2)", sure=0.99)
     assert ask(always, "doc", HEAD + "x = eva") == {"l(1, 2)"}
 

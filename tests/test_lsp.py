@@ -481,7 +481,7 @@ def test_a_word_then_something_else_counts_as_partially_accepted(
 def test_typing_on_from_a_suggestion_brings_back_only_its_first_word(
     running_daemon: Daemon, fixture_repo: Path, start_lsp: Callable[..., LspSession]
 ) -> None:
-    running_daemon.slot.declined.declined_below = 1.0  # any: the tiny fixture's lines are sure
+    running_daemon.slot.declined.declined_below = 2.0  # above 1: any (the fixture is sure)
     lsp, uri = start_showing(running_daemon, fixture_repo, start_lsp)
     column = len("    return re")
     lsp.type(uri, 2, 4, column, "s")  # typed on instead of accepting `spond(value)`
