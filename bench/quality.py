@@ -188,9 +188,9 @@ def run_corpus(
         index = held_out_retriever(repo, corpus.train_files, fitted).index
         variants = [(b, t) for b in args.start_below for t in args.typed_through]
         for below, typed_through in variants:
-            product = ModelSlot(
-                store, decoder_config=DecoderConfig(keep_typed_through=typed_through == "keep")
-            )
+            kept = typed_through == "keep"  # serve --keep-typed-through
+            decoding = DecoderConfig(declined_below=0.0) if kept else DecoderConfig()
+            product = ModelSlot(store, decoder_config=decoding)
             product.load_current().decoder.retriever = Retriever(
                 index, replace(fitted, start_below=below)
             )

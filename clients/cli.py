@@ -123,7 +123,7 @@ def _add_typed_through(p: argparse.ArgumentParser) -> None:
 def _decoder(args: argparse.Namespace) -> DecoderConfig:
     from completiond.daemon.decoder import DecoderConfig  # onnxruntime loads only when needed
 
-    return DecoderConfig(keep_typed_through=args.keep_typed_through)
+    return DecoderConfig(declined_below=0.0) if args.keep_typed_through else DecoderConfig()
 
 
 def _retrieval(args: argparse.Namespace) -> RetrievalConfig:

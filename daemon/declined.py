@@ -61,9 +61,10 @@ def without_declined(
 class _Line:
     start: int  # offset of the line's first character in the prefix
     requests: int = 0  # requests begun on this line: only the newest one's answer is recorded
-    answered_before: str | None = None  # the line before the cursor at the last answer recorded
-    answered: str = ""  # the first suggestion of that answer
-    answered_confidence: float = 0.0  # ... and its confidence
+    # The line before the cursor at the last answer recorded, and its first suggestion (None: no
+    # suggestion that typing on would decline).
+    answered_before: str | None = None
+    answered: str = ""
     # Declined: the line each would have made -> the cursor's column where it was offered.
     declined: OrderedDict[str, int] = field(default_factory=OrderedDict)
 
@@ -95,8 +96,7 @@ class DeclinedSuggestions:
             last = line.answered_before
             if last is not None and before != last:  # the line changed: that answer is settled
                 typed_on = len(before) > len(last) and before.startswith(last)
-                sure = line.answered_confidence >= self.declined_below
-                if typed_on and not sure and not before.startswith(last + line.answered):
+                if typed_on and not before.startswith(last + line.answered):
                     line.declined[last + line.answered] = len(last)
                     while len(line.declined) > MAX_PER_LINE:
                         line.declined.popitem(last=False)
@@ -125,7 +125,8 @@ class DeclinedSuggestions:
             elif line.requests != ticket:
                 return
             self._lines.move_to_end(document)
-            line.answered_before = prefix[start:] if first else None
-            line.answered, line.answered_confidence = first or ("", 0.0)
+            unsure = first is not None and first[1] < self.declined_below
+            line.answered_before = prefix[start:] if unsure else None
+            line.answered = first[0] if unsure else ""
             while len(self._lines) > self.documents:
                 self._lines.popitem(last=False)

@@ -39,9 +39,9 @@ class DecoderConfig:
     default_max_chars: int = 80  # candidate length when the request does not say
     beam_width: int = 4  # beams kept at temperature 0 (at least the number of candidates asked)
     start_chars: int = 12  # longest confident start of the model (24 measured the same)
-    keep_typed_through: bool = False  # True: offer a suggestion again whole after typing on
-    # A suggestion typed through at least this confident is kept whole (above 1: none is). For
-    # the figures (keystrokes saved by how often a right suggestion is accepted) see the README.
+    # A suggestion typed through at least this confident is kept whole (0: every one is, above
+    # 1: none is). For the figures (keystrokes saved by how often a right suggestion is
+    # accepted) see the README.
     declined_below: float = DECLINED_BELOW
     declined_documents: int = 256  # documents whose typed-through suggestions are remembered
 
@@ -109,7 +109,7 @@ class Decoder:
         )
 
     def complete(self, query: Query) -> list[Candidate]:
-        remember = query.history and not self.config.keep_typed_through
+        remember = query.history and self.declined.declined_below > 0
         declined, ticket = (
             self.declined.begin(query.document, query.prefix) if remember else (frozenset(), 0)
         )
@@ -125,11 +125,9 @@ class Decoder:
         if self.retriever is not None and not sampling:
             found = self.retriever.candidates(query.prefix, query.suffix, query.min_confidence)
             if declined:  # compared as shown (cleaned), each text once: what the gates below count
-                clean = _cleaner(query)
                 kept: dict[str, float] = {}
-                for text, conf in without_declined([(clean(t), c) for t, c in found], declined):
-                    if text:
-                        kept[text] = max(kept.get(text, 0.0), conf)
+                for text, conf in _offered(found, _cleaner(query), declined):
+                    kept[text] = max(kept.get(text, 0.0), conf)
                 found = list(kept.items())
             retrieved = found
         _check(query)  # a request given up during the lookup gets no answer
@@ -272,6 +270,14 @@ def _cleaner(query: Query) -> Callable[[str], str]:
     return clean
 
 
+def _offered(
+    items: Sequence[tuple[str, float]], clean: Callable[[str], str], declined: frozenset[str]
+) -> list[tuple[str, float]]:
+    """The items' texts as shown, a declined one cut to its first word or left out, no empty."""
+    texts = without_declined(((clean(text), v) for text, v in items), declined)
+    return [(text, v) for text, v in texts if text]
+
+
 def postprocess(
     lines: list[tuple[str, float]],
     query: Query,
@@ -288,19 +294,14 @@ def postprocess(
     none below min_confidence; a text the user declined here is cut to its first word or left
     out (declined.py)."""
     clean = _cleaner(query)
-
-    def cleaned(items: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
-        texts = without_declined(((clean(text), v) for text, v in items), declined)
-        return [(text, v) for text, v in texts if text]
-
     merged: dict[str, float] = {}
-    for text, logprob in cleaned(lines):
+    for text, logprob in _offered(lines, clean, declined):
         merged[text] = min(1.0, merged.get(text, 0.0) + float(np.exp(logprob)))
-    for text, confidence in cleaned(retrieved):
+    for text, confidence in _offered(retrieved, clean, declined):
         merged[text] = max(merged.get(text, 0.0), confidence)
     # The retriever's order stands on its own (a shared start may lead more confident lines).
     ranked = sorted(merged.items(), key=lambda item: -item[1]) if lines else list(merged.items())
-    if lead is not None and (leads := cleaned([lead])):
+    if lead is not None and (leads := _offered([lead], clean, declined)):
         first = leads[0][0]
         ranked = [(first, max(lead[1], merged.get(first, 0.0)))] + [
             item for item in ranked if item[0] != first

@@ -789,11 +789,11 @@ def _retrieval_note(config: RetrievalConfig, files: int) -> str:
 
 
 def _typed_through_note(config: DecoderConfig) -> str:
-    if config.keep_typed_through:
+    if config.declined_below <= 0:
         return "a suggestion typed through is offered again whole"
     return (
-        "a suggestion typed through (in the replay: every wrong one) is offered again as its "
-        "first word only; the exact-match queries have no history"
+        f"a suggestion typed through below confidence {config.declined_below:g} is offered again "
+        "as its first word only; the exact-match queries have no history"
     )
 
 

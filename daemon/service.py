@@ -199,7 +199,7 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
 def retrieval_info(decoder: Decoder) -> pb.RetrievalInfo:
     """How completions are found and offered (retrieval, the model's part, typed-through lines)."""
     retriever = decoder.retriever
-    declined_below = 0.0 if decoder.config.keep_typed_through else decoder.declined.declined_below
+    declined_below = decoder.declined.declined_below
     if retriever is None or not retriever.config.enabled:
         return pb.RetrievalInfo(enabled=False, declined_below=declined_below)
     index = retriever.index

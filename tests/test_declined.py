@@ -122,7 +122,7 @@ def test_the_decoder_offers_a_typed_through_suggestion_as_its_first_word() -> No
     assert model.complete(Query(prefix=document + "x =", document="d", min_confidence=0.5)) == []
     # Without a document, or by choice, suggestions are offered whole.
     assert model.complete(Query(prefix=document + "x "))[0].text == "= self.alpha(1)"
-    model.config.keep_typed_through = True
+    model.declined.declined_below = 0.0  # serve --keep-typed-through
     assert model.complete(Query(prefix=document + "x =", document="d"))[0].text == " self.alpha(1)"
 
 
