@@ -6,7 +6,12 @@ does; the held-out files are what every system is measured on):
 - `python`: packages of the Python standard library on this machine (as bench/bpc.py);
 - `c`: C headers installed under /usr/include (CPython's, libxml2's, ...: real C on disk);
 - `js` (not by default; needs the npm registry): JavaScript sources of a few well-known npm
-  packages, fetched with `npm pack` at run time into the scratch directory.
+  packages, fetched with `npm pack` at run time into the scratch directory;
+- `pypi` (not by default; needs PyPI): the Python files of a few well-known PyPI projects'
+  source distributions, tests included (Python other than the standard library, on which
+  DEFAULT_WEIGHTS were fitted);
+- `ts` (not by default; needs the npm registry): the TypeScript sources of rxjs (not its
+  declaration files).
 
 Systems, each trained under the same wall-clock budget on the training files:
 
@@ -60,6 +65,14 @@ INCLUDE = Path("/usr/include")
 C_DIRS = ("python3*", "libxml2", "freetype2", "openssl", "tcl", "X11")
 C_TARGET_BYTES = 1_500_000
 NPM_PACKAGES = ("lodash@4.17.21", "express@4.21.2", "moment@2.30.1")
+TS_PACKAGES = ("rxjs@7.8.1",)
+PYPI_PACKAGES = (
+    "requests==2.32.3",
+    "click==8.1.7",
+    "rich==13.9.4",
+    "attrs==24.2.0",
+    "jinja2==3.1.4",
+)
 
 
 def c_corpus(dest: Path) -> Path:
@@ -80,36 +93,53 @@ def c_corpus(dest: Path) -> Path:
     return dest
 
 
-def js_corpus(dest: Path, packages: tuple[str, ...] = NPM_PACKAGES) -> Path:
-    """The .js files of npm packages, fetched with `npm pack` (nothing is committed)."""
-    packs = dest.parent / "npm-packs"
-    packs.mkdir(parents=True, exist_ok=True)
+def _fetch(command: list[str], where: Path) -> None:
+    where.mkdir(parents=True, exist_ok=True)
     try:
-        subprocess.run(
-            ["npm", "pack", "--silent", *packages],
-            cwd=packs,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
+        subprocess.run(command, cwd=where, check=True, capture_output=True, timeout=300)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise SystemExit(f"npm pack {' '.join(packages)} failed: {exc}") from exc
-    for archive in sorted(packs.glob("*.tgz")):
+        raise SystemExit(f"{' '.join(command)} failed: {exc}") from exc
+
+
+def _extract(archives: list[Path], dest: Path, keep: Callable[[str], bool]) -> Path:
+    """The files of each archive whose name `keep` accepts, under dest/<archive stem>."""
+    for archive in archives:
         with tarfile.open(archive) as tar:
-            members = [
-                m
-                for m in tar.getmembers()
-                if m.isfile() and m.name.endswith(".js") and not m.name.endswith(".min.js")
-            ]
-            target = dest / archive.stem
-            tar.extractall(target, members=members, filter="data")
+            members = [m for m in tar.getmembers() if m.isfile() and keep(m.name)]
+            stem = archive.name.removesuffix(".tgz").removesuffix(".tar.gz")
+            tar.extractall(dest / stem, members=members, filter="data")
     return dest
+
+
+def npm_corpus(dest: Path, packages: tuple[str, ...], keep: Callable[[str], bool]) -> Path:
+    """Files of npm packages, fetched with `npm pack` (nothing is committed)."""
+    packs = dest.parent / f"{dest.name}-packs"
+    _fetch(["npm", "pack", "--silent", *packages], packs)
+    return _extract(sorted(packs.glob("*.tgz")), dest, keep)
+
+
+def pypi_corpus(dest: Path, packages: tuple[str, ...] = PYPI_PACKAGES) -> Path:
+    """The .py files of PyPI source distributions, fetched with `pip download`."""
+    packs = dest.parent / f"{dest.name}-packs"
+    pip = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps"]
+    _fetch([*pip, "--quiet", "--dest", str(packs), *packages], packs)
+    return _extract(sorted(packs.glob("*.tar.gz")), dest, lambda name: name.endswith(".py"))
+
+
+def _javascript(name: str) -> bool:
+    return name.endswith(".js") and not name.endswith(".min.js")
+
+
+def _typescript(name: str) -> bool:
+    return name.endswith(".ts") and not name.endswith(".d.ts")
 
 
 CORPORA: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "python": (f"stdlib {', '.join(PACKAGES)}", lambda d: stdlib_corpus(d, PACKAGES)),
     "c": (f"{INCLUDE} ({', '.join(C_DIRS)}, ~{C_TARGET_BYTES / 1e6:g} MB)", c_corpus),
-    "js": (f"npm {', '.join(NPM_PACKAGES)}", js_corpus),
+    "js": (f"npm {', '.join(NPM_PACKAGES)}", lambda d: npm_corpus(d, NPM_PACKAGES, _javascript)),
+    "pypi": (f"PyPI {', '.join(PYPI_PACKAGES)}", pypi_corpus),
+    "ts": (f"npm {', '.join(TS_PACKAGES)}", lambda d: npm_corpus(d, TS_PACKAGES, _typescript)),
 }
 
 
@@ -264,7 +294,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0, help="training budget per model")
     parser.add_argument("--queries", type=int, default=500, help="held-out lines per corpus")
     parser.add_argument("--replay-lines", type=int, default=60, help="lines replayed per system")
-    parser.add_argument("--corpora", default="python,c", help="comma-separated: python,c,js")
+    parser.add_argument(
+        "--corpora", default="python,c", help="comma-separated: python,c,js,pypi,ts"
+    )
     parser.add_argument("--report", type=Path, help="write the product's report here per corpus")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
