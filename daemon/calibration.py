@@ -140,6 +140,8 @@ def load_calibration(path: Path) -> Calibration | None:
     try:
         data = json.loads(path.read_text())
         weights = tuple(float(w) for w in data["weights"])
+        if len(weights) == len(DEFAULT_WEIGHTS) - 1:  # fitted before `Found.word` was added
+            weights += DEFAULT_WEIGHTS[-1:]
         if len(weights) != len(DEFAULT_WEIGHTS):
             return None
         return Calibration(

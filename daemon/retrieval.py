@@ -7,7 +7,8 @@ the current one, the current line from its start (indentation included), then th
 from each of its later tokens. What followed there, up to the end of that line, becomes a
 candidate, from the repository's index (built by the training run) and from the current file
 itself (the text above the cursor's line and below it, weighted higher: a file repeats itself
-most), and lines of the current file with the cursor line's shape, names renamed.
+most), and lines of the current file with the cursor line's shape, names renamed. Shorter
+candidates too: starts several continuations share, and the end of the name being typed.
 
 Each candidate's confidence is a logistic function of how it was found (the context's
 specificity, the share of occurrences that continue this way, its length, whether the file
@@ -31,10 +32,12 @@ _TOKEN = re.compile(r"\w+|[^\w\s]")
 _PIECE = re.compile(r"\w+|[^\w\s]|\s+")  # where a shared start of continuations may end
 _NAME = re.compile(r"[A-Za-z_]\w*")
 _SHAPE_TOKEN = re.compile(r"[A-Za-z_]\w*|\d+|\S")
+_TYPING_NAME = re.compile(r"(?<!\w)[A-Za-z_]\w*$")  # a name the cursor stands at the end of
+_WORD = re.compile(r"\w*")
 SHAPE_RANK = 3  # Found.rank of a line of the same shape in the current file
 
 # Logistic weights for the features of `features` (bench/calibrate.py prints a refit).
-DEFAULT_WEIGHTS = (-0.160, 2.159, 1.742, 0.591, 0.362, 0.126, -0.682, 0.210, 0.631, 0.841)
+DEFAULT_WEIGHTS = (-0.160, 2.159, 1.742, 0.591, 0.362, 0.126, -0.682, 0.210, 0.631, 0.841, 0.602)
 
 
 @dataclass
@@ -81,6 +84,7 @@ class Found:
     document_count: int  # ... and in the current file
     total: int  # occurrences of the context followed by a non-blank rest of line, both places
     partial: bool = False  # a start shared by several continuations, not a whole rest of line
+    word: bool = False  # (partial too) the end of the name being typed, as continuations go on
 
 
 def contexts(prefix: str, max_chars: int = 240) -> list[tuple[int, str]]:
@@ -192,6 +196,44 @@ def _starts(wholes: dict[str, Found], tallies: list[_Tally]) -> list[Found]:
     return list(starts.values())
 
 
+def _word_end(prefix: str, wholes: dict[str, Found], tallies: list[_Tally]) -> Found | None:
+    """When the cursor stands at the end of a name: how the most specific context that goes on
+    within it completes it (`self._emb` -> `edded_header`), counted over all its continuations
+    (those where the name ends at the cursor count against it). A name defined once in the file
+    is completed although no two continuations share it, which no shared start would offer."""
+    if not _TYPING_NAME.search(prefix):
+        return None
+    for tally in tallies:
+        repo: dict[str, int] = {}
+        doc: dict[str, int] = {}
+        for counts, into in ((tally.repo, repo), (tally.doc, doc)):
+            for rest, count in counts.items():
+                word = _WORD.match(rest).group()  # type: ignore[union-attr]  # \w* always matches
+                if word:
+                    into[word] = into.get(word, 0) + count
+        if repo or doc:
+            best = max({*repo, *doc}, key=lambda w: (repo.get(w, 0) + doc.get(w, 0), w))
+            if best in wholes:
+                return None  # the whole line is that word: its own confidence stands
+            return Found(
+                best,
+                tally.rank,
+                tally.chars,
+                repo.get(best, 0),
+                doc.get(best, 0),
+                tally.total,
+                partial=True,
+                word=True,
+            )
+    return None
+
+
+def _partials(prefix: str, wholes: dict[str, Found], tallies: list[_Tally]) -> list[Found]:
+    """Candidates shorter than a whole line: shared starts, then the end of the name typed."""
+    word = _word_end(prefix, wholes, tallies)
+    return [*_starts(wholes, tallies), *([word] if word else [])]
+
+
 def _with_mass(
     starts: list[tuple[str, float]], wholes: list[tuple[str, float]], heads: int = 3
 ) -> list[tuple[str, float]]:
@@ -199,7 +241,9 @@ def _with_mass(
     (they exclude each other: the line starts so at least that often), plus the token-boundary
     starts of the `heads` most confident wholes that another whole shares. A start found in a
     less specific context than the wholes it begins would otherwise look less sure than they."""
-    pieces = dict(starts)
+    pieces: dict[str, float] = {}
+    for piece, own in starts:  # a shared start may also be the end of the name being typed
+        pieces[piece] = max(own, pieces.get(piece, 0.0))
     for head, _ in wholes[:heads]:
         for piece in _token_starts(head):
             pieces.setdefault(piece, 0.0)
@@ -265,7 +309,8 @@ def _shapes(prefix: str, suffix: str, lines: int) -> tuple[dict[str, int], int]:
 
 
 def features(found: Found, document_weight: float) -> list[float]:
-    """The logistic model's inputs; DEFAULT_WEIGHTS are in this order."""
+    """The logistic model's inputs; DEFAULT_WEIGHTS are in this order (`word` came last: a
+    calibration file written before it gets its default weight, calibration.py)."""
     weighted = found.repo_count + document_weight * found.document_count
     share = weighted / max(1.0, found.total + (document_weight - 1) * found.document_count)
     return [
@@ -279,6 +324,7 @@ def features(found: Found, document_weight: float) -> list[float]:
         math.log1p(found.total),
         float(found.document_count > 0),
         float(found.partial),
+        float(found.word),
     ]
 
 
@@ -300,7 +346,7 @@ class Retriever:
         """Distinct continuations of the text before the cursor, most specific context first,
         then the starts that several of them share."""
         wholes, tallies = self._lookup(prefix, suffix)
-        return [*wholes.values(), *_starts(wholes, tallies)]
+        return [*wholes.values(), *_partials(prefix, wholes, tallies)]
 
     def _lookup(self, prefix: str, suffix: str) -> tuple[dict[str, Found], list[_Tally]]:
         """Whole continuations by text, and what each context looked up found."""
@@ -359,7 +405,7 @@ class Retriever:
         wholes = sorted(((f.text, self.confidence(f)) for f in found.values()), key=lambda s: -s[1])
         if not wholes or wholes[0][1] < lead_gate(self.config.shared_below, min_confidence):
             starts = _with_mass(
-                [(f.text, self.confidence(f)) for f in _starts(found, tallies)], wholes
+                [(f.text, self.confidence(f)) for f in _partials(prefix, found, tallies)], wholes
             )
             if not starts:
                 return wholes

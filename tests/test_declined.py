@@ -9,7 +9,7 @@ from completiond.daemon.declined import (
     without_declined,
 )
 from completiond.daemon.decoder import Query
-from completiond.daemon.retrieval import RetrievalConfig, Retriever
+from completiond.daemon.retrieval import DEFAULT_WEIGHTS, RetrievalConfig, Retriever
 
 from .test_decoder import SELF, decoder
 
@@ -111,7 +111,12 @@ def test_a_stale_answer_is_not_recorded_and_long_lines_keep_no_history() -> None
 
 def test_the_decoder_offers_a_typed_through_suggestion_as_its_first_word() -> None:
     document = "x = self.alpha(1)\n"
-    model = decoder(SELF, retriever=Retriever(None, RetrievalConfig(weights=(-2.0, *[0.0] * 9))))
+    model = decoder(
+        SELF,
+        retriever=Retriever(
+            None, RetrievalConfig(weights=(-2.0, *[0.0] * (len(DEFAULT_WEIGHTS) - 1)))
+        ),
+    )
     first = model.complete(Query(prefix=document + "x", document="d"))
     assert [c.text for c in first] == [" = self.alpha(1)"]
     # The user typed " " instead of accepting: the rest is offered as its first word.
@@ -128,7 +133,12 @@ def test_the_decoder_offers_a_typed_through_suggestion_as_its_first_word() -> No
 
 def test_a_declined_line_is_compared_as_shown_and_the_model_takes_its_place() -> None:
     # `abcd)` is found after `y = f(`; shown as `abcd`: the editor closed the bracket already.
-    model = decoder(SELF, retriever=Retriever(None, RetrievalConfig(weights=(-2.0, *[0.0] * 9))))
+    model = decoder(
+        SELF,
+        retriever=Retriever(
+            None, RetrievalConfig(weights=(-2.0, *[0.0] * (len(DEFAULT_WEIGHTS) - 1)))
+        ),
+    )
     document = "y = f(abcd)\n"
     first = model.complete(Query(prefix=document + "y = f(", suffix=")", document="d"))
     assert [c.text for c in first] == ["abcd"]

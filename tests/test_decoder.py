@@ -10,7 +10,7 @@ import pytest
 
 from completiond.daemon.decoder import Decoder, DecoderConfig, Query, postprocess
 from completiond.daemon.engine import State
-from completiond.daemon.retrieval import RetrievalConfig, Retriever
+from completiond.daemon.retrieval import DEFAULT_WEIGHTS, RetrievalConfig, Retriever
 from completiond.daemon.state_cache import ContextConfig, DocumentStates
 from completiond.errors import Cancelled
 from completiond.training.tokenizer import CharTokenizer
@@ -171,17 +171,24 @@ def test_the_start_may_lead_whenever_no_line_reaches_the_clients_threshold() -> 
 
 def test_a_weak_copied_line_gets_the_models_start_and_a_sure_one_skips_the_model() -> None:
     document = "x = self.alpha(1)\n"
-    unsure = Retriever(None, RetrievalConfig(weights=(-8.0, *[0.0] * 9)))
+    unsure = Retriever(None, RetrievalConfig(weights=(-8.0, *[0.0] * (len(DEFAULT_WEIGHTS) - 1))))
     weak = decoder(SELF, retriever=unsure)
     assert [c.text for c in weak.complete(Query(prefix=document + "x"))] == ["self"]
-    sure = decoder(SELF, retriever=Retriever(None, RetrievalConfig(weights=(8.0, *[0.0] * 9))))
+    sure = decoder(
+        SELF,
+        retriever=Retriever(
+            None, RetrievalConfig(weights=(8.0, *[0.0] * (len(DEFAULT_WEIGHTS) - 1)))
+        ),
+    )
     assert [c.text for c in sure.complete(Query(prefix=document + "x"))] == [" = self.alpha(1)"]
     assert sure.engine.calls == 0
 
 
 def test_a_start_below_min_confidence_gives_way_to_a_candidate_above_it() -> None:
     unsure_self = {**SELF, "x": {"s": 0.3, "t": 0.25, "u": 0.25, "v": 0.2}}
-    halves = Retriever(None, RetrievalConfig(weights=(0.0,) * 10, start_below=1.0))  # all 0.5
+    halves = Retriever(
+        None, RetrievalConfig(weights=(0.0,) * len(DEFAULT_WEIGHTS), start_below=1.0)
+    )  # all 0.5
     model = decoder(unsure_self, retriever=halves)
     assert [c.text for c in model.complete(Query(prefix="xy\nx"))] == ["self"]  # 0.3 x 3 > 0.5 x 0
     shown = model.complete(Query(prefix="xy\nx", min_confidence=0.4))

@@ -192,7 +192,9 @@ def test_a_start_is_at_least_as_confident_as_the_whole_lines_beginning_with_it()
 
 
 def test_a_start_that_is_also_a_whole_line_is_listed_once() -> None:
-    unsure = Retriever(None, RetrievalConfig(weights=(-6.0, *[0.0] * 9)))  # every line 0.25%
+    unsure = Retriever(
+        None, RetrievalConfig(weights=(-6.0, *[0.0] * (len(DEFAULT_WEIGHTS) - 1)))
+    )  # every line 0.25%
     document = "a = foo\na = foo(x)\na = foo(y)\na = "
     texts = [text for text, _ in unsure.candidates(document, "")]
     assert texts[0] == "foo" and texts.count("foo") == 1  # the three lines begin with it
@@ -216,6 +218,32 @@ def test_a_line_of_the_same_shape_in_the_file_is_copied_with_its_names_renamed()
     assert all(f.rank != SHAPE_RANK for f in retriever.find(above + "  'isEm", ""))
     off = Retriever(None, RetrievalConfig(shape_lines=0))
     assert all(f.rank != SHAPE_RANK for f in off.find(above + "  'isEmpty':", ""))
+
+
+def test_the_end_of_the_name_being_typed_is_offered_even_from_one_occurrence() -> None:
+    retriever = Retriever(None)
+    above = 'import re\n\n_embedded_header = re.compile(r"x")\n\n\ndef f(value):\n'
+    found = retriever.find(above + "    if _emb", "\n")
+    (word,) = [f for f in found if f.word]
+    assert (word.text, word.partial, word.document_count, word.total) == (
+        "edded_header",
+        True,
+        1,
+        1,
+    )
+    assert not any(f.partial and not f.word for f in found)  # no two continuations share it
+    # Where no whole line is as sure as the client asks, the name's end leads.
+    assert retriever.candidates(above + "    if _emb", "\n", min_confidence=0.5)[0][0] == (
+        "edded_header"
+    )
+    # Every continuation counts: names that end at the cursor count against the longer one.
+    (bar,) = [
+        f for f in retriever.find("x = foo(1)\ny = foo(2)\nz = foobar(3)\nw = foo", "") if f.word
+    ]
+    assert (bar.text, bar.document_count, bar.total) == ("bar", 1, 3)
+    # Only inside a name: not after a blank or a symbol, not in a number.
+    for prefix in ("x = foo(1)\nw = foo(", "x = 12345\ny = 12", "x = foo\ny = foo "):
+        assert not any(f.word for f in retriever.find(prefix, ""))
 
 
 def test_disabled_retrieval_finds_nothing() -> None:
@@ -266,6 +294,10 @@ def test_a_damaged_calibration_file_means_the_defaults(tmp_path: Path) -> None:
     assert load_calibration(path) is None
     save_calibration(path, Calibration((0.5,) * len(DEFAULT_WEIGHTS), True, 10, 20, 5))
     assert load_calibration(path) == Calibration((0.5,) * len(DEFAULT_WEIGHTS), True, 10, 20, 5)
+    # Written before the last feature was added: its default weight, the fitted ones kept.
+    save_calibration(path, Calibration((0.5,) * (len(DEFAULT_WEIGHTS) - 1), True, 10, 20, 5))
+    weights = (0.5,) * (len(DEFAULT_WEIGHTS) - 1) + DEFAULT_WEIGHTS[-1:]
+    assert load_calibration(path) == Calibration(weights, True, 10, 20, 5)
 
 
 def test_training_fits_the_confidences_to_the_repository_and_serving_uses_them(
