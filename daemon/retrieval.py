@@ -201,7 +201,8 @@ def _word_end(prefix: str, wholes: dict[str, Found], tallies: list[_Tally]) -> F
     within it completes it (`self._emb` -> `edded_header`), counted over all its continuations
     (those where the name ends at the cursor count against it). A name defined once in the file
     is completed although no two continuations share it, which no shared start would offer."""
-    if not _TYPING_NAME.search(prefix):
+    tail = prefix[-240:]  # searched alone: the prefix may be a whole file, its line minified
+    if not _TYPING_NAME.search(tail[tail.rfind("\n") + 1 :]):
         return None
     for tally in tallies:
         repo: dict[str, int] = {}
