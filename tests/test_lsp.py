@@ -32,6 +32,7 @@ from lsprotocol import types
 from completiond.clients.client import Client
 from completiond.clients.lsp import FeedbackTracker, Shown, plan_edit
 from completiond.daemon.daemon import Daemon
+from completiond.daemon.retrieval import RetrievalConfig
 from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
 
@@ -487,6 +488,25 @@ def test_typing_on_from_a_suggestion_brings_back_only_its_first_word(
     lsp.type(uri, 2, 4, column, "s")  # typed on instead of accepting `spond(value)`
     inline = lsp.call("textDocument/inlineCompletion", inline_params(uri, 4, column + 1))
     assert inline["items"][0]["insertText"] == "pond"
+    assert lsp.stop() == 0
+
+
+def test_an_editor_is_offered_the_end_of_a_name_defined_once_above(
+    running_daemon: Daemon, fixture_repo: Path, start_lsp: Callable[..., LspSession]
+) -> None:
+    # The default confidence weights (the fixture's own fit trusts any line seen once).
+    served = running_daemon.slot.get().decoder.retriever
+    assert served is not None
+    served.config = RetrievalConfig()
+    socket = str(running_daemon.server.config.socket_path)
+    lsp = start_lsp("--socket", socket, "--min-confidence", "0.5")
+    lsp.initialize(fixture_repo)
+    uri = (fixture_repo / "parsing.py").as_uri()
+    text = 'import re\n\n_embedded_marker = re.compile("x")\n\n\ndef parse(value):\n    if _emb'
+    lsp.open(uri, text)
+    # No line of the repository or the file goes on from here as surely as the bridge's 0.5.
+    inline = lsp.call("textDocument/inlineCompletion", inline_params(uri, 6, len("    if _emb")))
+    assert [item["insertText"] for item in inline["items"]] == ["edded_marker"]
     assert lsp.stop() == 0
 
 
