@@ -151,7 +151,8 @@ class Decoder:
         scored = [*retrieved[:1], *((text, float(np.exp(lp))) for text, lp in lines)]
         lead = None
         if max([surest, *(conf for _, conf in scored)]) < start_below:
-            first = max((conf * (len(text) - 1) for text, conf in scored), default=0.0)
+            shown = (item for item in scored if item[1] >= query.min_confidence)
+            first = max((conf * (len(text) - 1) for text, conf in shown), default=0.0)
             lead = self._confident_start(logits, state, query, first)
         return postprocess(lines, query, retrieved, lead, declined)
 

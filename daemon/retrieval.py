@@ -37,7 +37,7 @@ _WORD = re.compile(r"\w*")
 SHAPE_RANK = 3  # Found.rank of a line of the same shape in the current file
 
 # Logistic weights for the features of `features` (bench/calibrate.py prints a refit).
-DEFAULT_WEIGHTS = (-0.160, 2.159, 1.742, 0.591, 0.362, 0.126, -0.682, 0.210, 0.631, 0.841, 0.602)
+DEFAULT_WEIGHTS = (-0.406, 2.149, 1.543, 0.557, 0.046, 0.189, -0.636, 0.245, 0.667, 0.653, 0.909)
 
 
 @dataclass
@@ -111,7 +111,8 @@ def _continuations_within(
     text: str, context: str, start: int, end: int, counts: dict[str, int], limit: int
 ) -> int:
     """Add to `counts` what follows each occurrence of `context` inside text[start:end], up to
-    the end of its line; return how many occurrences were read (at most `limit`)."""
+    the end of its line ("": the line ends there); return how many occurrences were read (at
+    most `limit`)."""
     read = 0
     at = text.find(context, start, end)
     while at >= 0 and read < limit:
@@ -119,8 +120,7 @@ def _continuations_within(
         after = at + len(context)
         stop = text.find("\n", after, end)
         rest = text[after : stop if stop >= 0 else end].rstrip()
-        if rest:
-            counts[rest] = counts.get(rest, 0) + 1
+        counts[rest] = counts.get(rest, 0) + 1
         at = text.find(context, at + 1, end)
     return read
 
@@ -161,7 +161,8 @@ class _Tally:
     heads: list[str]  # its most frequent continuations
     rank: int
     chars: int
-    total: int
+    total: int  # occurrences followed by a non-blank rest of line
+    ended: int  # occurrences where the line ends (blanks at most)
 
     def shared_starts(self) -> list[Found]:
         """Starts of the most frequent continuations that several continuations share, counted
@@ -197,42 +198,42 @@ def _starts(wholes: dict[str, Found], tallies: list[_Tally]) -> list[Found]:
 
 
 def _word_end(prefix: str, wholes: dict[str, Found], tallies: list[_Tally]) -> Found | None:
-    """When the cursor stands at the end of a name: how the most specific context that goes on
-    within it completes it (`self._emb` -> `edded_header`), counted over all its continuations
-    (those where the name ends at the cursor count against it). A name defined once in the file
-    is completed although no two continuations share it, which no shared start would offer."""
+    """When the cursor stands at the end of a name: how the most specific context found anywhere
+    completes it (`self._emb` -> `edded_header`), counted over all its occurrences (those where
+    the name ends at the cursor, the line too or not, count against it). A name defined once in
+    the file is completed although no two continuations share it, which no shared start would
+    offer; None when that context says the name is complete."""
     tail = prefix[-240:]  # searched alone: the prefix may be a whole file, its line minified
     if not _TYPING_NAME.search(tail[tail.rfind("\n") + 1 :]):
         return None
-    for tally in tallies:
-        repo: dict[str, int] = {}
-        doc: dict[str, int] = {}
-        for counts, into in ((tally.repo, repo), (tally.doc, doc)):
-            for rest, count in counts.items():
-                word = _WORD.match(rest).group()  # type: ignore[union-attr]  # \w* always matches
-                if word:
-                    into[word] = into.get(word, 0) + count
-        if repo or doc:
-            best = max({*repo, *doc}, key=lambda w: (repo.get(w, 0) + doc.get(w, 0), w))
-            if best in wholes:
-                return None  # the whole line is that word: its own confidence stands
-            return Found(
-                best,
-                tally.rank,
-                tally.chars,
-                repo.get(best, 0),
-                doc.get(best, 0),
-                tally.total,
-                partial=True,
-                word=True,
-            )
-    return None
+    tally = next((t for t in tallies if t.total + t.ended), None)
+    if tally is None:
+        return None
+    repo: dict[str, int] = {}
+    doc: dict[str, int] = {}
+    for counts, into in ((tally.repo, repo), (tally.doc, doc)):
+        for rest, count in counts.items():
+            word = _WORD.match(rest).group()  # type: ignore[union-attr]  # \w* always matches
+            if word:
+                into[word] = into.get(word, 0) + count
+    if not repo and not doc:
+        return None
+    best = max({*repo, *doc}, key=lambda w: (repo.get(w, 0) + doc.get(w, 0), w))
+    if best in wholes:
+        return None  # the whole line is that word: its own confidence stands
+    occurrences = tally.total + tally.ended
+    return Found(
+        best, tally.rank, tally.chars, repo.get(best, 0), doc.get(best, 0), occurrences, True, True
+    )
 
 
 def _partials(prefix: str, wholes: dict[str, Found], tallies: list[_Tally]) -> list[Found]:
-    """Candidates shorter than a whole line: shared starts, then the end of the name typed."""
+    """Candidates shorter than a whole line: shared starts, and the end of the name typed (which
+    replaces a shared start of the same text: it is counted as exactly that name)."""
     word = _word_end(prefix, wholes, tallies)
-    return [*_starts(wholes, tallies), *([word] if word else [])]
+    if word is None:
+        return _starts(wholes, tallies)
+    return [*(s for s in _starts(wholes, tallies) if s.text != word.text), word]
 
 
 def _with_mass(
@@ -345,7 +346,8 @@ class Retriever:
 
     def find(self, prefix: str, suffix: str) -> list[Found]:
         """Distinct continuations of the text before the cursor, most specific context first,
-        then the starts that several of them share."""
+        then the shorter candidates: starts that several of them share, the end of the name
+        typed (each text once)."""
         wholes, tallies = self._lookup(prefix, suffix)
         return [*wholes.values(), *_partials(prefix, wholes, tallies)]
 
@@ -365,10 +367,12 @@ class Retriever:
             doc = _file_continuations(
                 prefix, suffix, context, config.document_chars, config.document_occurrences
             )
+            ended = repo.pop("", 0) + doc.pop("", 0)
             total = sum(repo.values()) + sum(doc.values())
             ordered = sorted({*repo, *doc}, key=lambda t: (-repo.get(t, 0) - doc.get(t, 0), t))
             chars = len(context.strip())
-            tallies.append(_Tally(repo, doc, ordered[: config.shared_from], rank, chars, total))
+            heads = ordered[: config.shared_from]
+            tallies.append(_Tally(repo, doc, heads, rank, chars, total, ended))
             for text in ordered:
                 if len(found) >= config.max_candidates:
                     return found, tallies
@@ -397,9 +401,10 @@ class Retriever:
     ) -> list[tuple[str, float]]:
         """(text, confidence), best first: whole rests of line, most confident first. When none
         reaches `shared_below` (or `min_confidence`, what the client shows, when higher), the
-        shared start expected to save the most keystrokes (confidence x length; at least as
-        confident as the wholes that begin with it) leads if it is expected to save more than
-        the best whole line."""
+        shorter candidate (a shared start, at least as confident as the wholes that begin with
+        it, or the end of the name typed) expected to save the most keystrokes (confidence x
+        length) among those the client shows leads if it is expected to save more than the best
+        whole line the client shows."""
         if not self.config.enabled:
             return []
         found, tallies = self._lookup(prefix, suffix)
@@ -408,10 +413,12 @@ class Retriever:
             starts = _with_mass(
                 [(f.text, self.confidence(f)) for f in _partials(prefix, found, tallies)], wholes
             )
+            starts = [s for s in starts if s[1] >= min_confidence]  # only one the client shows
             if not starts:
                 return wholes
             text, confidence = max(starts, key=lambda s: s[1] * len(s[0]))
-            best = wholes[0][1] * len(wholes[0][0]) if wholes else 0.0
+            shown = wholes and wholes[0][1] >= min_confidence  # else it saves the client nothing
+            best = wholes[0][1] * len(wholes[0][0]) if shown else 0.0
             if confidence * len(text) > best:  # it may be a whole line too: listed once
                 return [(text, confidence), *(w for w in wholes if w[0] != text)]
         return wholes

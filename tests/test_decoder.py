@@ -195,6 +195,19 @@ def test_a_start_below_min_confidence_gives_way_to_a_candidate_above_it() -> Non
     assert [(c.text, c.confidence) for c in shown] == [("y", 0.5)]
 
 
+def test_a_line_the_client_will_not_show_does_not_keep_the_models_start_from_leading() -> None:
+    halves = Retriever(
+        None, RetrievalConfig(weights=(0.0,) * len(DEFAULT_WEIGHTS), start_below=1.0)
+    )  # every copied line 0.5
+    model = decoder(SELF, retriever=halves)
+    document = "x = self.alpha(1)\n"
+    # At 0: the copied line (0.5 x 15 keystrokes) beats the sure start `self` (1.0 x 3).
+    assert model.complete(Query(prefix=document + "x"))[0].text == " = self.alpha(1)"
+    # An editor at 0.6 will not show that line: the start it shows leads.
+    shown = model.complete(Query(prefix=document + "x", min_confidence=0.6))
+    assert [c.text for c in shown] == ["self"]
+
+
 def test_a_start_too_unsure_to_show_does_not_displace_a_shorter_one_that_is_shown() -> None:
     # "ab" is sure; "abc" saves more (0.55 x 2 > 1 x 1) but is below the threshold asked.
     table = {"x": {"a": 1.0}, "a": {"b": 1.0}, "b": {"c": 0.55, "e": 0.45}, "e": {"\n": 1.0}}

@@ -63,8 +63,9 @@ def test_a_span_holds_exactly_the_occurrences_at_token_starts(
     if len(piece) <= key_chars:  # the whole span matches: no false positives to filter
         assert hi - lo == len(found)
     counts = index.continuations(piece, limit=10_000)
-    assert sum(counts.values()) == sum(
-        1 for p in found if index.text[p + len(piece) :].split("\n", 1)[0].rstrip()
+    assert sum(counts.values()) == len(found)  # "" counts the lines that end there
+    assert counts.get("", 0) == sum(
+        1 for p in found if not index.text[p + len(piece) :].split("\n", 1)[0].rstrip()
     )
 
 
@@ -175,8 +176,10 @@ def test_a_shared_start_may_lead_whenever_the_best_line_is_below_the_clients_thr
     prefix = "".join(f"    def __init__(self, arg{i}, b{i}):\n" for i in range(6)) + "    def __in"
     rarely = Retriever(None, RetrievalConfig(shared_below=1e-4))
     assert rarely.candidates(prefix, "")[0][0].startswith("it__(self, arg")  # sure enough at 0
-    # An editor showing 0.9 or more would show none of the lines: the start leads.
-    assert rarely.candidates(prefix, "", min_confidence=0.9)[0][0] == "it__(self,"
+    # An editor showing 0.6 or more would show none of the lines (each about 0.07): the start
+    # (0.69) leads. At 0.9 it would show neither: a start it will not show does not lead.
+    assert rarely.candidates(prefix, "", min_confidence=0.6)[0][0] == "it__(self,"
+    assert rarely.candidates(prefix, "", min_confidence=0.9)[0][0].startswith("it__(self, arg")
     never = Retriever(None, RetrievalConfig(shared_below=0.0))
     assert never.candidates(prefix, "", min_confidence=0.9)[0][0].startswith("it__(self, arg")
 
@@ -236,14 +239,28 @@ def test_the_end_of_the_name_being_typed_is_offered_even_from_one_occurrence() -
     assert retriever.candidates(above + "    if _emb", "\n", min_confidence=0.5)[0][0] == (
         "edded_header"
     )
-    # Every continuation counts: names that end at the cursor count against the longer one.
+    # Every occurrence counts: where the name ends at the cursor, the line too or not, counts
+    # against the longer name.
     (bar,) = [
-        f for f in retriever.find("x = foo(1)\ny = foo(2)\nz = foobar(3)\nw = foo", "") if f.word
+        f for f in retriever.find("x = foo(1)\ny = foo\nz = foobar(3)\nw = foo", "") if f.word
     ]
     assert (bar.text, bar.document_count, bar.total) == ("bar", 1, 3)
+    # The most specific context found decides: here every `self.data` ends the name.
+    dataset = "v = self.data[i]\n" * 3 + "w = metadataset + 1\n"
+    assert not any(f.word for f in retriever.find(dataset + "v = self.data", ""))
     # Only inside a name: not after a blank or a symbol, not in a number.
-    for prefix in ("x = foo(1)\nw = foo(", "x = 12345\ny = 12", "x = foo\ny = foo "):
+    for prefix in ("x = foo(1)\nw = foo(", "x = 12345 + 1\ny = 12", "x = foo bar\ny = foo "):
         assert not any(f.word for f in retriever.find(prefix, ""))
+
+
+def test_a_shorter_candidate_the_client_shows_leads_a_line_it_would_not() -> None:
+    retriever = Retriever(None)
+    above = "class A:\n    def __init__(self):\n        self.timeout = None\n        self.x = 3\n"
+    prefix = above + "\n    def close(self):\n        self.time"
+    (line, unsure), *_ = retriever.candidates(prefix, "\n")
+    assert line == "out = None" and unsure < 0.6
+    (first, sure), *_ = retriever.candidates(prefix, "\n", min_confidence=0.6)
+    assert first == "out" and sure >= 0.6
 
 
 def test_disabled_retrieval_finds_nothing() -> None:
@@ -298,6 +315,8 @@ def test_a_damaged_calibration_file_means_the_defaults(tmp_path: Path) -> None:
     save_calibration(path, Calibration((0.5,) * (len(DEFAULT_WEIGHTS) - 1), True, 10, 20, 5))
     weights = (0.5,) * (len(DEFAULT_WEIGHTS) - 1) + DEFAULT_WEIGHTS[-1:]
     assert load_calibration(path) == Calibration(weights, True, 10, 20, 5)
+    save_calibration(path, Calibration((0.5,) * (len(DEFAULT_WEIGHTS) - 2), True, 10, 20, 5))
+    assert load_calibration(path) is None
 
 
 def test_training_fits_the_confidences_to_the_repository_and_serving_uses_them(

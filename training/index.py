@@ -112,10 +112,10 @@ class RepoIndex:
         return lo, hi
 
     def continuations(self, piece: str, limit: int) -> dict[str, int]:
-        """What follows `piece` up to the end of its line, with counts (blank ones left out).
-        Past `limit` occurrences, an evenly spaced sample of them is read (the range is sorted
-        by what follows, so its first ones would be a biased sample) and the counts are scaled
-        from it."""
+        """What follows `piece` up to the end of its line, with counts ("": the line ends there,
+        blanks at most). Past `limit` occurrences, an evenly spaced sample of them is read (the
+        range is sorted by what follows, so its first ones would be a biased sample) and the
+        counts are scaled from it."""
         lo, hi = self.span(piece)
         step = max(1, -(-(hi - lo) // limit))
         text, n = self.text, len(piece)
@@ -125,6 +125,5 @@ class RepoIndex:
                 continue
             end = text.find("\n", p + n)
             rest = text[p + n : end if end >= 0 else len(text)].rstrip()
-            if rest:
-                counts[rest] = counts.get(rest, 0) + step
+            counts[rest] = counts.get(rest, 0) + step
         return counts
