@@ -12,7 +12,7 @@ precision/coverage per threshold. No model is trained: this measures retrieval a
 a minute.
 
     .venv/bin/python bench/calibrate.py                         # python and c
-    .venv/bin/python bench/calibrate.py --corpora js,python,c   # js needs the npm registry
+    .venv/bin/python bench/calibrate.py --corpora js,python,c   # js (and ts) need npm, pypi PyPI
 
 Paste the printed weights into DEFAULT_WEIGHTS to adopt a refit of the defaults.
 """

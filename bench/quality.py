@@ -96,7 +96,10 @@ def c_corpus(dest: Path) -> Path:
 def _fetch(command: list[str], where: Path) -> None:
     where.mkdir(parents=True, exist_ok=True)
     try:
-        subprocess.run(command, cwd=where, check=True, capture_output=True, timeout=300)
+        subprocess.run(command, cwd=where, check=True, capture_output=True, timeout=300, text=True)
+    except subprocess.CalledProcessError as exc:
+        why = (exc.stderr or exc.stdout or "").strip().splitlines()[-3:]
+        raise SystemExit(f"{' '.join(command)} failed: {exc}: {' / '.join(why)}") from exc
     except (OSError, subprocess.SubprocessError) as exc:
         raise SystemExit(f"{' '.join(command)} failed: {exc}") from exc
 
@@ -114,7 +117,7 @@ def _extract(archives: list[Path], dest: Path, keep: Callable[[str], bool]) -> P
 def npm_corpus(dest: Path, packages: tuple[str, ...], keep: Callable[[str], bool]) -> Path:
     """Files of npm packages, fetched with `npm pack` (nothing is committed)."""
     packs = dest.parent / f"{dest.name}-packs"
-    _fetch(["npm", "pack", "--silent", *packages], packs)
+    _fetch(["npm", "pack", *packages], packs)
     return _extract(sorted(packs.glob("*.tgz")), dest, keep)
 
 
@@ -346,8 +349,9 @@ def main() -> None:
     notes: list[str] = []
     editor_rows: list[str] = []
     try:
-        for name in names:
-            repo = CORPORA[name][1](scratch / name)
+        # Fetched first: a registry that cannot be reached stops the run before any training.
+        repos = {name: CORPORA[name][1](scratch / name) for name in names}
+        for name, repo in repos.items():
             r, n, e = run_corpus(name, repo, scratch, args)
             rows += r
             notes += n

@@ -68,7 +68,9 @@ def measure(repo: Path, config: RetrievalConfig, eval_config: EvalConfig) -> lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpora", default="python,c", help="comma-separated: python,c,js")
+    parser.add_argument(
+        "--corpora", default="python,c", help="comma-separated: python,c,js,pypi,ts"
+    )
     parser.add_argument("--queries", type=int, default=500, help="held-out lines per corpus")
     parser.add_argument("--replay-lines", type=int, default=100, help="lines replayed")
     parser.add_argument(
