@@ -527,6 +527,10 @@ class EvalReport:
                 )
             out += [
                 "",
+                "The answers above kept at each threshold. A client asking with that threshold "
+                "may get a shorter suggestion instead where no whole line reaches it "
+                "(`completiond eval --min-confidence T` measures that).",
+                "",
                 "| threshold | coverage | exact match when shown | a prefix of the truth |",
                 "|---:|---:|---:|---:|",
             ]
