@@ -94,6 +94,7 @@ def c_corpus(dest: Path) -> Path:
 
 
 def _fetch(command: list[str], where: Path) -> None:
+    """Run a registry client in `where`; a failure stops the run with the client's own reason."""
     where.mkdir(parents=True, exist_ok=True)
     try:
         subprocess.run(command, cwd=where, check=True, capture_output=True, timeout=300, text=True)

@@ -243,9 +243,7 @@ def _with_mass(
     (they exclude each other: the line starts so at least that often), plus the token-boundary
     starts of the `heads` most confident wholes that another whole shares. A start found in a
     less specific context than the wholes it begins would otherwise look less sure than they."""
-    pieces: dict[str, float] = {}
-    for piece, own in starts:  # a shared start may also be the end of the name being typed
-        pieces[piece] = max(own, pieces.get(piece, 0.0))
+    pieces = dict(starts)  # distinct texts (_partials)
     for head, _ in wholes[:heads]:
         for piece in _token_starts(head):
             pieces.setdefault(piece, 0.0)

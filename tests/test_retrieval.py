@@ -249,7 +249,7 @@ def test_the_end_of_the_name_being_typed_is_offered_even_from_one_occurrence() -
     dataset = "v = self.data[i]\n" * 3 + "w = metadataset + 1\n"
     assert not any(f.word for f in retriever.find(dataset + "v = self.data", ""))
     # Only inside a name: not after a blank or a symbol, not in a number.
-    for prefix in ("x = foo(1)\nw = foo(", "x = 12345 + 1\ny = 12", "x = foo bar\ny = foo "):
+    for prefix in ("x = foo(1)\nw = foo(", "x = 12345 + 1\ny = 12", "x = foo bar(1)\ny = foo "):
         assert not any(f.word for f in retriever.find(prefix, ""))
 
 
