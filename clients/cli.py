@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -350,6 +351,7 @@ def _train_foreground(repo: Path, store: Path | None, minutes: float, **train: A
     nproc = train.pop("nproc", 1)
     bar = ProgressBar(sys.stderr)
     store_dir = store or default_store_dir(repo)
+    os.umask(0o077)  # the store holds the repository's text: this user's only
     result = train_distributed(
         repo,
         store_dir,

@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 
 from completiond.errors import DaemonUnreachable
-from completiond.training.locations import default_socket_path, repo_root
+from completiond.training.locations import check_socket, default_socket_path, repo_root
 from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
 
@@ -32,11 +32,14 @@ class Client:
     when the daemon requires one (a daemon listening beyond loopback)."""
 
     def __init__(self, address: str, timeout_s: float = 10.0, token: str | None = None) -> None:
-        if address.startswith("unix://") and not Path(address[len("unix://") :]).exists():
-            raise DaemonUnreachable(
-                f"no daemon is running for this repository (no socket at {address[7:]}); "
-                "start one with `completiond serve`"
-            )
+        if address.startswith("unix://"):
+            socket = Path(address[len("unix://") :])
+            if not socket.exists():
+                raise DaemonUnreachable(
+                    f"no daemon is running for this repository (no socket at {socket}); "
+                    "start one with `completiond serve`"
+                )
+            check_socket(socket)
         self.address = address
         self.timeout_s = timeout_s
         self.metadata = (("authorization", f"Bearer {token}"),) if token else None

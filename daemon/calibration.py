@@ -15,14 +15,13 @@ defaults are kept as they are. The result is `<store>/retrieval.json`.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from completiond.training.durable import write_text_atomically
 from completiond.training.files import split_files
 from completiond.training.index import RepoIndex
 
@@ -127,12 +126,7 @@ def calibrate(
 
 def save_calibration(path: Path, calibration: Calibration) -> None:
     """Write atomically (the daemon may be reading it)."""
-    staging = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        staging.write_text(json.dumps(asdict(calibration), indent=2) + "\n")
-        os.replace(staging, path)
-    finally:
-        staging.unlink(missing_ok=True)
+    write_text_atomically(path, json.dumps(asdict(calibration), indent=2) + "\n")
 
 
 def load_calibration(path: Path) -> Calibration | None:

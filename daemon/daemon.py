@@ -14,6 +14,7 @@ from typing import TextIO
 from completiond.errors import CorpusError, TrainingBusy, TrainingFailed
 from completiond.training.bundle import ModelStore
 from completiond.training.corpus import fingerprint, read_files
+from completiond.training.durable import private_dir
 from completiond.training.index import INDEX_FILE
 from completiond.training.locations import default_socket_path, default_store_dir
 from completiond.training.progress import ProgressBar
@@ -60,7 +61,7 @@ class Daemon:
         self.repo = config.repo.resolve()
         if not self.repo.is_dir():
             raise CorpusError(f"repository {config.repo} is not a directory")
-        store_dir = config.store or default_store_dir(self.repo)
+        store_dir = private_dir(config.store or default_store_dir(self.repo))
         if config.server.socket_path is None and config.server.listen is None:
             config.server.socket_path = default_socket_path(self.repo)
         self.slot = ModelSlot(
@@ -167,6 +168,7 @@ class Daemon:
 
     def serve_forever(self, out: TextIO = sys.stderr) -> int:
         """Run until SIGINT/SIGTERM; in-flight requests finish before the process exits."""
+        os.umask(0o077)  # anything written on the daemon's behalf is this user's only
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stop())
         self.start(out)

@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from completiond.errors import AlreadyRunning, InvalidRequest
+from completiond.training.locations import claim_socket_dir
 from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
 
@@ -63,8 +64,7 @@ def parse_listen(listen: str, allow_remote: bool = False) -> tuple[str, int]:
 
 def _claim_socket(path: Path) -> None:
     """Make `path` free to bind: refuse if a live daemon answers there, remove a stale file."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path.parent, 0o700)
+    claim_socket_dir(path.parent)
     if not path.exists():
         return
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

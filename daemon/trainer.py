@@ -1,15 +1,15 @@
 """Runs training in a child process and reports its progress.
 
-The child (`python -m completiond.training`) imports torch, so the daemon never does; it runs at
-lower priority with its own thread budget. Whatever happens to it (an error, SIGKILL, a bundle
-that does not verify), the served model is replaced only after the new bundle loads.
+The child (`python -I -m completiond.training`, isolated: see training/child.py) imports torch,
+so the daemon never does; it runs at lower priority with its own thread budget. Whatever happens
+to it (an error, SIGKILL, a bundle that does not verify), the served model is replaced only after
+the new bundle loads.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from completiond.errors import TrainingBusy
+from completiond.training.child import training_command
+from completiond.training.durable import open_private_log, private_dir
 from completiond.training.progress import FINAL_PHASES, Progress
 
 
@@ -36,6 +38,7 @@ class TrainingJob:
     def __init__(self, command: list[str], log_path: Path) -> None:
         self.command = command
         self.log_path = log_path
+        self.workdir = log_path.parent  # the store: never the repository (see training/child.py)
         self.events: list[Progress] = []
         self._changed = threading.Condition()
         self._child: subprocess.Popen[str] | None = None
@@ -66,12 +69,13 @@ class TrainingJob:
     def run_child(self) -> tuple[Progress | None, int]:
         """Run the child to its end; returns its final report (if any) and exit status."""
         final: Progress | None = None
-        with self.log_path.open("w") as log_file:
+        with open_private_log(self.log_path) as log_file:
             self._child = subprocess.Popen(
                 self.command,
                 stdout=subprocess.PIPE,
                 stderr=log_file,
                 stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
                 text=True,
             )
             if self._stopping:
@@ -130,10 +134,7 @@ class TrainingRunner:
             "threads": self.config.threads if threads is None else threads,
             **({"warm_start": False} if full else {}),
         }
-        return [
-            sys.executable,
-            "-m",
-            "completiond.training",
+        return training_command(
             "--repo",
             str(self.repo),
             "--store",
@@ -142,7 +143,7 @@ class TrainingRunner:
             str(self.config.nice),
             "--config",
             json.dumps({"model": self.config.model, "train": train}),
-        ]
+        )
 
     def start(
         self, minutes: float | None = None, threads: int | None = None, full: bool = False
@@ -152,7 +153,7 @@ class TrainingRunner:
         with self._lock:
             if self.state == "training":
                 raise TrainingBusy("a training run is already in progress")
-            self.store_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.store_dir)
             job = TrainingJob(self.command(minutes, threads, full), self.store_dir / "train.log")
             self.job = job
             self.runs += 1

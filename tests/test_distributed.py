@@ -172,7 +172,8 @@ def test_two_processes_match_one_and_only_rank_0_publishes(
 
 def write_corpus(root: Path, target_chars: int) -> tuple[list[str], int]:
     body = "".join(
-        f"def step_{i}(alpha, beta):\n    return alpha * {i} + beta\n\n" for i in range(5000)
+        f"def step_{i}(alpha, beta):\n    return alpha * {i} + beta\n\n"
+        for i in range(3000)  # under the file size limit
     )
     files: list[str] = []
     while len(files) * len(body) < target_chars:

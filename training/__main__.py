@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         "--nproc", type=int, default=1, help="training processes on this machine (default: 1)"
     )
     args = parser.parse_args(argv)
+    os.umask(0o077)  # whatever a library writes here (temporary files too) is this user's only
     if args.nice:
         os.nice(args.nice)
     distributed = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1

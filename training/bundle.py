@@ -8,18 +8,29 @@ reader never sees a half-written model and a failed training run never touches w
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import secrets
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from completiond.errors import BundleError
+from completiond.errors import BundleError, TrainingBusy
 
+from .durable import (
+    DIR_MODE,
+    FILE_MODE,
+    private_dir,
+    seal_dir,
+    sync_dir,
+    write_text_atomically,
+)
 from .tokenizer import CharTokenizer
 
 FORMAT = 1
@@ -28,6 +39,7 @@ TOKENIZER_FILE = "tokenizer.json"
 META_FILE = "meta.json"
 WEIGHTS_FILE = "weights.npz"  # PyTorch weights as plain arrays, for warm-started retraining
 REQUIRED_FILES = (MODEL_FILE, TOKENIZER_FILE)
+LOCK_FILE = "train.lock"
 
 
 def sha256_file(path: Path) -> str:
@@ -117,10 +129,30 @@ class ModelStore:
         return sorted(p.name for p in self.bundles_dir.iterdir() if not p.name.startswith("."))
 
     def staging_dir(self, version: str) -> Path:
-        """An empty directory to write a bundle into before `publish`."""
+        """An empty private directory to write a bundle into before `publish`."""
+        private_dir(self.bundles_dir)
         path = self.bundles_dir / f".tmp-{version}"
-        path.mkdir(parents=True, exist_ok=False)
+        path.mkdir(mode=DIR_MODE)
         return path
+
+    @contextmanager
+    def training_lock(self) -> Iterator[None]:
+        """Held by the one training run that may write this store: a foreground `train` and a
+        daemon's retrain (or two daemons) cannot both publish and let a worse model replace a
+        better one. TrainingBusy when another process holds it; released when it exits."""
+        private_dir(self.root)
+        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise TrainingBusy(
+                    f"another training run is writing the model store {self.root}; "
+                    "wait for it to finish (completiond status shows the daemon's)"
+                ) from exc
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def publish(self, staging: Path, meta: dict[str, Any], make_current: bool = True) -> Bundle:
         """Hash the staged files, write meta.json, rename into place and, unless the bundle is
@@ -128,9 +160,11 @@ class ModelStore:
         meta = {**meta, "format": FORMAT}
         names = [*REQUIRED_FILES, *([WEIGHTS_FILE] if (staging / WEIGHTS_FILE).exists() else [])]
         meta["sha256"] = {name: sha256_file(staging / name) for name in names}
-        _write_durably(staging / META_FILE, json.dumps(meta, indent=2, sort_keys=True))
+        write_text_atomically(staging / META_FILE, json.dumps(meta, indent=2, sort_keys=True))
+        seal_dir(staging)
         final = self.bundles_dir / meta["version"]
         os.replace(staging, final)
+        sync_dir(self.bundles_dir)
         bundle = load_bundle(final)  # never point `current` at something that does not verify
         if make_current:
             self.set_current(bundle.version)
@@ -138,7 +172,7 @@ class ModelStore:
         return bundle
 
     def set_current(self, version: str) -> None:
-        _write_durably(self.root / "current", version + "\n")
+        write_text_atomically(self.root / "current", version + "\n")
 
     def prune(self) -> None:
         """Drop the oldest bundles beyond `keep` and stale staging directories."""
@@ -151,14 +185,3 @@ class ModelStore:
         for stale in self.bundles_dir.glob(".tmp-*"):
             if time.time() - stale.stat().st_mtime > 24 * 3600:
                 shutil.rmtree(stale, ignore_errors=True)
-
-
-def _write_durably(path: Path, text: str) -> None:
-    """Write via a temporary file + fsync + rename, so the file is either old or new, never torn."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -7,14 +7,14 @@ training, as a newly written file would not.
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from completiond.errors import CorpusError
 
-from .files import FileSelectionConfig, select_files, split_files
+from .files import DEFAULT_CONFIG, FileSelectionConfig, read_source, select_files, split_files
+from .git import git_output
 from .secrets import mask_secrets
 
 MASKED = "masked_secrets"  # key in `read_files`' counts: secret values masked, not files skipped
@@ -42,27 +42,23 @@ class Corpus:
         }
 
 
-def _read(root: Path, rel: str) -> str | None:
-    try:
-        text = (root / rel).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None  # changed or vanished since selection: skip, never fail the run
-    text = text.replace("\r\n", "\n")
-    return text if text.endswith("\n") else text + "\n"
+def _masked_text(data: bytes) -> tuple[str, int]:
+    """A file's bytes as everything built from them sees them (line breaks normalised, a final
+    newline, secrets masked so no model or index can show one) and the secrets masked."""
+    text = data.decode("utf-8").replace("\r\n", "\n")
+    return mask_secrets(text if text.endswith("\n") else text + "\n")
+
+
+def read_text(root: Path, rel: str, selection: FileSelectionConfig = DEFAULT_CONFIG) -> str | None:
+    """A training file's text, or None when it is no longer trainable: changed, vanished, grown
+    too large, or swapped for a symlink or a device since it was selected."""
+    data, reason = read_source(root, rel, selection)
+    return None if reason is not None else _masked_text(data)[0]
 
 
 def _head_commit(root: Path) -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
+    out = git_output(root, "rev-parse", "HEAD", timeout_s=10)
+    return out.decode(errors="replace").strip() if out else ""
 
 
 def read_files(
@@ -70,16 +66,17 @@ def read_files(
 ) -> tuple[dict[str, str], dict[str, int]]:
     """The trainable files' normalised texts by path, secrets masked (so no model can learn
     them), and the skipped files' counts by reason plus, under MASKED, the secrets masked."""
-    chosen = select_files(root, selection or FileSelectionConfig())
+    selection = selection or DEFAULT_CONFIG
+    chosen = select_files(root, selection)
     skipped = dict(chosen.skipped)
     texts: dict[str, str] = {}
     masked = 0
     for rel in chosen.files:
-        text = _read(root, rel)
-        if text is None:
-            skipped["unreadable"] = skipped.get("unreadable", 0) + 1
+        data, reason = read_source(root, rel, selection)
+        if reason is not None:  # changed since selection
+            skipped[reason] = skipped.get(reason, 0) + 1
         else:
-            texts[rel], n = mask_secrets(text)
+            texts[rel], n = _masked_text(data)
             masked += n
     if masked:
         skipped[MASKED] = masked
@@ -87,13 +84,12 @@ def read_files(
 
 
 def read_texts(root: Path, files: Iterable[str]) -> dict[str, str]:
-    """Files as training reads them (normalised line breaks, secrets masked, so nothing built
-    from them can show one); unreadable ones are left out."""
+    """Training files' texts by path (see `read_text`); untrainable ones are left out."""
     texts = {}
     for rel in files:
-        text = _read(root, rel)
+        text = read_text(root, rel)
         if text is not None:
-            texts[rel] = mask_secrets(text)[0]
+            texts[rel] = text
     return texts
 
 

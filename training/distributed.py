@@ -41,10 +41,10 @@ import os
 import queue
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -57,6 +57,7 @@ import torch.distributed as dist
 from completiond.errors import TrainingFailed
 
 from .bundle import ModelStore, load_bundle
+from .child import training_command
 from .model import CharLSTM, ModelConfig
 from .progress import FINAL_PHASES, Progress
 from .run import (
@@ -191,53 +192,55 @@ def run_worker(
         world_size=env.world_size,
         timeout=timedelta(seconds=max(600.0, 2 * 60 * train_config.minutes)),
     )
-    prepared: Prepared | None = None
-    try:
-        failure: BaseException | None = None
-        plan: dict[str, Any] | None = None
-        if env.rank == 0:
-            try:
-                store = ModelStore(store_dir)
-                prepared = prepare(repo, store, model_config, train_config, None, on_progress)
-                plan = _plan(repo, prepared, train_config, env.world_size)
-            except Exception as exc:  # told to the other ranks, then raised here
-                failure, plan = exc, {"error": str(exc)}
-        box = [plan]
-        dist.broadcast_object_list(box, src=0)
-        plan = box[0]
-        if failure is not None:
-            raise failure
-        assert plan is not None
-        if "error" in plan:
-            raise TrainingFailed(f"rank 0 could not prepare the run: {plan['error']}")
-        tokenizer = CharTokenizer.from_json(plan["tokenizer"])
-        if prepared is not None:
-            model = prepared.model()
-            prepared.corpus.train_text = ""  # rank 0 too reads only its shard from now on
-            prepared.streamed = plan["stream"]
-            report_start(prepared, model, train_config.minutes * 60, on_progress)
-            val_ids = prepared.val_ids
-        else:
-            model = CharLSTM(ModelConfig(**plan["model"]))  # DDP copies rank 0's weights
-            val_ids = np.zeros(0, np.int64)
-        data = _shard_data(repo, plan, env.rank, tokenizer, train_config)
-        result = train(model, data, val_ids, train_config, deadline, on_progress, TRAIN_SPAN)
-    finally:
-        dist.destroy_process_group()
-    if prepared is None:
-        return None
-    extra = {
-        "distributed": {
-            "world_size": env.world_size,
-            "backend": "nccl" if device.type == "cuda" else "gloo",
-            "threads_per_process": train_config.threads,
-            "shard_files": [len(s) for s in plan["shards"]],
-            "shard_bytes": plan["shard_bytes"],
-            "whole_text_on_every_rank": plan["text"] is not None,
+    with ExitStack() as held:  # rank 0 holds the store's training lock until it returns
+        prepared: Prepared | None = None
+        try:
+            failure: BaseException | None = None
+            plan: dict[str, Any] | None = None
+            if env.rank == 0:
+                try:
+                    store = ModelStore(store_dir)
+                    held.enter_context(store.training_lock())
+                    prepared = prepare(repo, store, model_config, train_config, None, on_progress)
+                    plan = _plan(repo, prepared, train_config, env.world_size)
+                except Exception as exc:  # told to the other ranks, then raised here
+                    failure, plan = exc, {"error": str(exc)}
+            box = [plan]
+            dist.broadcast_object_list(box, src=0)
+            plan = box[0]
+            if failure is not None:
+                raise failure
+            assert plan is not None
+            if "error" in plan:
+                raise TrainingFailed(f"rank 0 could not prepare the run: {plan['error']}")
+            tokenizer = CharTokenizer.from_json(plan["tokenizer"])
+            if prepared is not None:
+                model = prepared.model()
+                prepared.corpus.train_text = ""  # rank 0 too reads only its shard from now on
+                prepared.streamed = plan["stream"]
+                report_start(prepared, model, train_config.minutes * 60, on_progress)
+                val_ids = prepared.val_ids
+            else:
+                model = CharLSTM(ModelConfig(**plan["model"]))  # DDP copies rank 0's weights
+                val_ids = np.zeros(0, np.int64)
+            data = _shard_data(repo, plan, env.rank, tokenizer, train_config)
+            result = train(model, data, val_ids, train_config, deadline, on_progress, TRAIN_SPAN)
+        finally:
+            dist.destroy_process_group()
+        if prepared is None:
+            return None
+        extra = {
+            "distributed": {
+                "world_size": env.world_size,
+                "backend": "nccl" if device.type == "cuda" else "gloo",
+                "threads_per_process": train_config.threads,
+                "shard_files": [len(s) for s in plan["shards"]],
+                "shard_bytes": plan["shard_bytes"],
+                "whole_text_on_every_rank": plan["text"] is not None,
+            }
         }
-    }
-    store = ModelStore(store_dir)
-    return publish(repo, store, prepared, train_config, result, on_progress, extra)
+        store = ModelStore(store_dir)
+        return publish(repo, store, prepared, train_config, result, on_progress, extra)
 
 
 def free_port() -> int:
@@ -275,10 +278,9 @@ def train_distributed(
     config = json.dumps(
         {"model": asdict(model_config) if model_config else {}, "train": asdict(train_config)}
     )
-    command = [
-        sys.executable, "-m", "completiond.training", "--repo", str(repo),
-        "--store", str(store_dir), "--nice", "0", "--config", config,
-    ]  # fmt: skip
+    command = training_command(
+        "--repo", str(repo), "--store", str(store_dir), "--nice", "0", "--config", config
+    )
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="completiond-ddp-") as tmp:
         logs = Path(tmp)
@@ -304,7 +306,9 @@ def train_distributed(
                 if rank > 0:
                     out = (logs / f"rank{rank}.out").open("w")
                     files.append(out)
-                procs.append(subprocess.Popen(command, stdout=out, stderr=err, env=env, text=True))
+                procs.append(
+                    subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=logs, text=True)
+                )
                 if rank == 0:
                     assert procs[0].stdout is not None
                     reader = threading.Thread(

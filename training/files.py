@@ -6,16 +6,18 @@ file event without touching the disk; `select_files` adds the content rules for 
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import os
 import re
 import stat
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pathspec
+
+from .git import git_output
 
 # fmt: off
 _EXTENSIONS = frozenset(
@@ -155,21 +157,10 @@ def _require_dir(root: Path) -> None:
 
 def _git_paths(root: Path) -> list[str] | None:
     """Tracked plus untracked-not-ignored paths relative to `root`, or None outside a work tree."""
-    command = [
-        "git",
-        "-C",
-        str(root),
-        "ls-files",
-        "-z",
-        "--cached",
-        "--others",
-        "--exclude-standard",
-    ]
-    try:
-        result = subprocess.run(command, capture_output=True, check=True, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.CalledProcessError):
+    listed = git_output(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    if listed is None:
         return None
-    return [os.fsdecode(p) for p in result.stdout.split(b"\0") if p]
+    return [os.fsdecode(p) for p in listed.split(b"\0") if p]
 
 
 def _walk_paths(root: Path) -> list[str]:
@@ -271,23 +262,46 @@ def content_exclusion(data: bytes, config: FileSelectionConfig = DEFAULT_CONFIG)
     return None
 
 
-def _file_exclusion(path: Path, config: FileSelectionConfig) -> str | None:
-    """Content rules for one file on disk; never raises."""
+def _open_inside(root: Path, rel: str) -> int:
+    """A descriptor for `root/rel`, opened without following a symlink at any step, so a file
+    or directory swapped for a link (to `~/.aws/credentials`, say) after selection is never read.
+    Non-blocking, so a FIFO put in a file's place cannot hang the open."""
+    parts = rel.split("/")
+    directory = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        info = path.lstat()
+        for part in parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+    finally:
+        os.close(directory)
+
+
+def read_source(
+    root: Path, rel: str, config: FileSelectionConfig = DEFAULT_CONFIG
+) -> tuple[bytes, str | None]:
+    """The bytes of a repository file and the reason it is not trainable (None when it is).
+
+    Every read of a training file goes through here, at selection and again whenever it is
+    re-read (publishing, streamed training), because the file may have changed in between."""
+    try:
+        fd = _open_inside(root, rel)
+    except OSError as exc:
         # A symlink either duplicates a file of the repository (leaking it across the
         # train/validation split) or points outside it (not the user's code, maybe private).
-        if stat.S_ISLNK(info.st_mode):
-            return "symlink"
+        return b"", "symlink" if exc.errno in (errno.ELOOP, errno.ENOTDIR) else "unreadable"
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            return "unreadable"  # FIFOs, sockets, devices: opening could block
+            return b"", "unreadable"  # FIFOs, sockets, devices: reading could block or not end
         if info.st_size > config.max_file_bytes:
-            return "too_large"
-        with path.open("rb") as handle:
-            data = handle.read(config.max_file_bytes + 1)  # the file may have grown since lstat
-    except OSError:
-        return "unreadable"
-    return content_exclusion(data, config)
+            return b"", "too_large"
+        try:
+            data = handle.read(config.max_file_bytes + 1)  # the file may have grown since fstat
+        except OSError:
+            return b"", "unreadable"
+    return data, content_exclusion(data, config)
 
 
 def select_files(root: Path, config: FileSelectionConfig = DEFAULT_CONFIG) -> Selection:
@@ -296,7 +310,7 @@ def select_files(root: Path, config: FileSelectionConfig = DEFAULT_CONFIG) -> Se
     files: list[str] = []
     skipped: dict[str, int] = {}
     for rel in candidate_paths(root):
-        reason = path_exclusion(rel, config) or _file_exclusion(root / rel, config)
+        reason = path_exclusion(rel, config) or read_source(root, rel, config)[1]
         if reason is None:
             files.append(rel)
         else:

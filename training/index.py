@@ -16,14 +16,14 @@ store's `index.npz` atomically; serving only loads and searches it.
 from __future__ import annotations
 
 import bisect
-import os
 import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .durable import write_atomically
 
 INDEX_FILE = "index.npz"  # in the model store: the text (UTF-8) and the sorted positions
 
@@ -66,21 +66,15 @@ class RepoIndex:
 
     def save(self, path: Path) -> None:
         """Write to `path` atomically (a reader sees the old index or the new one)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            with staging.open("wb") as f:
-                np.savez(
-                    f,
-                    text=np.frombuffer(self.text.encode("utf-8", "surrogatepass"), np.uint8),
-                    positions=self.positions,
-                    key_chars=np.array(self.key_chars),
-                )
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(staging, path)
-        finally:
-            staging.unlink(missing_ok=True)
+        write_atomically(
+            path,
+            lambda f: np.savez(
+                f,
+                text=np.frombuffer(self.text.encode("utf-8", "surrogatepass"), np.uint8),
+                positions=self.positions,
+                key_chars=np.array(self.key_chars),
+            ),
+        )
 
     @classmethod
     def load(cls, path: Path) -> RepoIndex:

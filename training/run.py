@@ -200,12 +200,15 @@ def train_repository(
     train_config = train_config or TrainConfig()
     resolve_device(train_config.device)  # a missing GPU fails before the corpus is read
     deadline = deadline_for(train_config, time.monotonic())
-    prepared = prepare(repo, store, model_config, train_config, selection, on_progress)
-    model = prepared.model()
-    report_start(prepared, model, train_config.minutes * 60, on_progress)
-    data = training_data(repo, prepared, train_config)
-    result = train(model, data, prepared.val_ids, train_config, deadline, on_progress, TRAIN_SPAN)
-    return publish(repo, store, prepared, train_config, result, on_progress)
+    with store.training_lock():
+        prepared = prepare(repo, store, model_config, train_config, selection, on_progress)
+        model = prepared.model()
+        report_start(prepared, model, train_config.minutes * 60, on_progress)
+        data = training_data(repo, prepared, train_config)
+        result = train(
+            model, data, prepared.val_ids, train_config, deadline, on_progress, TRAIN_SPAN
+        )
+        return publish(repo, store, prepared, train_config, result, on_progress)
 
 
 def publish(

@@ -25,10 +25,9 @@ from torch import nn
 
 from completiond.errors import CorpusError, DeviceUnavailable
 
-from .corpus import _read
+from .corpus import read_text
 from .model import CharLSTM
 from .progress import Progress
-from .secrets import mask_secrets
 from .tokenizer import CharTokenizer
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -139,9 +138,9 @@ def read_training_texts(root: Path, files: Sequence[str]) -> Iterator[str]:
     """The files' texts as the corpus has them (normalised, secrets masked), one at a time;
     files that vanished or became unreadable since selection are skipped."""
     for rel in files:
-        text = _read(root, rel)
+        text = read_text(root, rel)
         if text is not None:
-            yield mask_secrets(text)[0]
+            yield text
 
 
 @dataclass

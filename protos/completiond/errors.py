@@ -80,3 +80,10 @@ class DaemonUnreachable(CompletiondError):
 
 class AlreadyRunning(CompletiondError):
     """Another daemon already serves this repository on this address."""
+
+
+class UnsafePath(CompletiondError):
+    """A socket or its directory is not this user's alone: owned by another user, a symlink, or
+    open to others. Refused on both sides, since whoever controls it can impersonate the daemon."""
+
+    grpc_code_name = "PERMISSION_DENIED"

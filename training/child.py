@@ -1,0 +1,16 @@
+"""How every training child process is started: isolated from the repository it reads.
+
+`python -m` puts the working directory first on the import path, and PYTHONPATH and the user's
+site directory come next, so a `json.py` or a `numpy/` at the top of the served repository (an
+untrusted branch, or numpy's own source tree) would be imported by the trainer. Isolated mode
+(`-I`) keeps all three off the path, and the child runs in a directory of the daemon's own.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def training_command(*args: str) -> list[str]:
+    """The command line of a training child with these arguments."""
+    return [sys.executable, "-I", "-m", "completiond.training", *args]
