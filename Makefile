@@ -6,7 +6,7 @@ REPO   ?= .
 PROTO_SRC := protos/completiond/v1/completion.proto
 PROTO_OUT := protos/completiond/v1
 
-.PHONY: install serve test check lint protos protos-check bench clean
+.PHONY: install serve test check lint layers protos protos-check bench clean
 
 # The venv is rebuilt when pyproject.toml changes; the package is installed editable.
 $(BIN)/.installed: pyproject.toml
@@ -28,9 +28,19 @@ test: install
 ## check: lint, the generated-code check, and the tests.
 check: install lint protos-check test
 
-lint: install
+lint: install layers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The layers contract (.importlinter). import-linter walks a package's own folder, while ours
+# is spread over the layers' top-level folders: check a copy laid out as it is installed.
+LAYER_DIRS := core completion training daemon evaluation clients
+layers: install
+	@tmp=$$(mktemp -d) && mkdir -p $$tmp/completiond/v1 && \
+	cp protos/completiond/*.py $$tmp/completiond/ && cp protos/completiond/v1/*.py $$tmp/completiond/v1/ && \
+	for d in $(LAYER_DIRS); do mkdir $$tmp/completiond/$$d && cp $$d/*.py $$tmp/completiond/$$d/; done && \
+	(cd $$tmp && PYTHONPATH=$$tmp $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/.importlinter --no-cache); \
+	status=$$?; rm -rf $$tmp; exit $$status
 
 ## protos: regenerate the committed gRPC code from $(PROTO_SRC).
 protos: install

@@ -3,7 +3,7 @@
 - `NgramCompleter`: a token-level n-gram model with interpolated Kneser-Ney smoothing, trained on
   the training files and mixed with a unigram+bigram cache of the current file, decoding the rest
   of the line token by token (greedy, or a small beam) until the newline token. Its `complete`
-  has the decoder's shape, so `completiond.daemon.evaluate.evaluate` runs it unchanged.
+  has the decoder's shape, so `completiond.evaluation.evaluate.evaluate` runs it unchanged.
 - `train_toy_lstm`: the "classic toy" character LSTM (1 layer of 128 units, 60-character
   windows, greedy decoding), trained through the product's own pipeline into its own store.
 """
@@ -21,10 +21,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from completiond.completion.retrieval import RetrievalConfig
+from completiond.core.bundle import ModelStore
 from completiond.daemon.decoder import Candidate, DecoderConfig, Query, postprocess
 from completiond.daemon.model_slot import ModelSlot, ServedModel
-from completiond.daemon.retrieval import RetrievalConfig
-from completiond.training.bundle import ModelStore
 
 # Identifiers and keywords, numbers, a newline, a run of blanks, multi-character operators, then
 # any other single character. A newline is always a token of its own and no token spans one.

@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from completiond.core.bundle import ModelStore
+from completiond.core.corpus import build_corpus
 from completiond.daemon.decoder import Query
 from completiond.daemon.model_slot import ModelSlot
-from completiond.training.bundle import ModelStore
-from completiond.training.corpus import build_corpus
 from completiond.training.model import ModelConfig
 from completiond.training.run import train_repository
 from completiond.training.train import TrainConfig

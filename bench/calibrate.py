@@ -4,8 +4,8 @@ For each corpus (held out by file exactly as `completiond train` splits it), the
 from the training files only, and every candidate the retriever finds for real held-out lines
 (both cursor modes of `completiond eval`) is labelled right or wrong (exact match with the rest
 of the line). Three sets of weights are then judged on every corpus: a plain fit on the first
-corpus' held-out lines (what DEFAULT_WEIGHTS in daemon/retrieval.py came from), the defaults in
-use, and the per-repository weights a training run fits (daemon/calibration.py: on the
+corpus' held-out lines (what DEFAULT_WEIGHTS in completion/retrieval.py came from), the defaults in
+use, and the per-repository weights a training run fits (completion/calibration.py: on the
 repository's own training files, never the held-out ones). For each: exact match of the most
 confident candidate, the calibration table (exact-match rate per confidence bucket) and
 precision/coverage per threshold. No model is trained: this measures retrieval alone, in about
@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 from quality import CORPORA, corpus_names  # bench/ is on the path when this runs
 
-from completiond.daemon.calibration import Asked, calibrate, fit, label
-from completiond.daemon.evaluate import MODES
-from completiond.daemon.retrieval import RetrievalConfig, Retriever
-from completiond.training.corpus import build_corpus, read_texts
-from completiond.training.index import RepoIndex
+from completiond.completion.calibration import Asked, calibrate, fit, label
+from completiond.completion.retrieval import RetrievalConfig, Retriever
+from completiond.core.corpus import build_corpus, read_texts
+from completiond.core.index import RepoIndex
+from completiond.evaluation.evaluate import MODES
 
 
 def label_held_out(

@@ -29,9 +29,9 @@ import onnxruntime as ort
 from bpc import PACKAGES, stdlib_corpus  # bench/ is on the path when this runs
 from onnx import TensorProto, helper
 
+from completiond.core.bundle import ModelStore
+from completiond.core.corpus import build_corpus, read_texts
 from completiond.daemon.engine import OnnxEngine
-from completiond.training.bundle import ModelStore
-from completiond.training.corpus import build_corpus, read_texts
 
 MAX_CHARS = 80
 

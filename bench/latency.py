@@ -32,13 +32,13 @@ import numpy as np
 from bpc import PACKAGES, stdlib_corpus  # bench/ is on the path when this script runs
 
 from completiond.clients.client import Client
+from completiond.completion.retrieval import RetrievalConfig, Retriever
+from completiond.core.bundle import Bundle, ModelStore
+from completiond.core.corpus import build_corpus, read_texts
+from completiond.core.index import INDEX_FILE, RepoIndex
 from completiond.daemon.decoder import Decoder, DecoderConfig, Query
 from completiond.daemon.engine import OnnxEngine, State
-from completiond.daemon.retrieval import RetrievalConfig, Retriever
 from completiond.daemon.state_cache import ContextConfig, DocumentStates
-from completiond.training.bundle import Bundle, ModelStore
-from completiond.training.corpus import build_corpus, read_texts
-from completiond.training.index import INDEX_FILE, RepoIndex
 
 CLI = [sys.executable, "-m", "completiond.clients.cli"]
 MAX_CHARS = 80

@@ -26,8 +26,8 @@ from bpc import PACKAGES, stdlib_corpus
 from latency import rss_mb, typing_sessions
 
 from completiond.clients.client import Client
-from completiond.training.bundle import ModelStore
-from completiond.training.corpus import build_corpus
+from completiond.core.bundle import ModelStore
+from completiond.core.corpus import build_corpus
 
 CLI = [sys.executable, "-m", "completiond.clients.cli"]
 

@@ -22,7 +22,7 @@ Systems, each trained under the same wall-clock budget on the training files:
 - `ngram`: a token 4-gram model with interpolated Kneser-Ney smoothing and a cache of the
   current file (bench/baselines.py).
 
-Every system is measured by `completiond.daemon.evaluate.evaluate` (exact match, edit
+Every system is measured by `completiond.evaluation.evaluate.evaluate` (exact match, edit
 similarity, answer rate, keystrokes saved, latency), cursor after the indentation + 10 typed
 characters and at a random point of the line. One Markdown table is printed; `--report DIR`
 writes the product's full report (Markdown, JSON, plots) per corpus.
@@ -49,12 +49,12 @@ from pathlib import Path
 from baselines import NgramCompleter, train_toy_lstm  # bench/ is on the path when this runs
 from bpc import PACKAGES, stdlib_corpus
 
+from completiond.completion.retrieval import RetrievalConfig, Retriever
+from completiond.core.bundle import ModelStore
+from completiond.core.corpus import Corpus, build_corpus, read_texts
 from completiond.daemon.decoder import DecoderConfig
-from completiond.daemon.evaluate import EvalConfig, EvalReport, evaluate, held_out_retriever
 from completiond.daemon.model_slot import ModelSlot, calibrated
-from completiond.daemon.retrieval import RetrievalConfig, Retriever
-from completiond.training.bundle import ModelStore
-from completiond.training.corpus import Corpus, build_corpus, read_texts
+from completiond.evaluation.evaluate import EvalConfig, EvalReport, evaluate, held_out_retriever
 from completiond.training.model import ModelConfig
 from completiond.training.run import train_repository
 from completiond.training.train import TrainConfig

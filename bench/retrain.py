@@ -29,8 +29,8 @@ from bpc import stdlib_corpus
 from latency import typing_sessions
 
 from completiond.clients.client import Client
-from completiond.training.bundle import ModelStore
-from completiond.training.corpus import build_corpus
+from completiond.core.bundle import ModelStore
+from completiond.core.corpus import build_corpus
 
 CLI = [sys.executable, "-m", "completiond.clients.cli"]
 PACKAGES = ("asyncio", "email", "json", "collections")  # about 1 MB

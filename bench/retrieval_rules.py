@@ -23,11 +23,11 @@ from pathlib import Path
 
 from quality import CORPORA, corpus_names  # bench/ is on the path when this runs
 
-from completiond.daemon.calibration import calibrate
+from completiond.completion.calibration import calibrate
+from completiond.completion.retrieval import RetrievalConfig
+from completiond.core.corpus import build_corpus, read_texts
 from completiond.daemon.decoder import Candidate, Query, postprocess
-from completiond.daemon.evaluate import EvalConfig, evaluate, held_out_retriever
-from completiond.daemon.retrieval import RetrievalConfig
-from completiond.training.corpus import build_corpus, read_texts
+from completiond.evaluation.evaluate import EvalConfig, evaluate, held_out_retriever
 
 
 def setting(text: str) -> tuple[str, RetrievalConfig]:

@@ -30,9 +30,9 @@ import onnxruntime as ort
 import torch
 from bpc import PACKAGES, stdlib_corpus  # bench/ is on the path when this script runs
 
+from completiond.core.bundle import WEIGHTS_FILE
+from completiond.core.errors import BundleError
 from completiond.daemon.engine import EngineConfig, OnnxEngine
-from completiond.errors import BundleError
-from completiond.training.bundle import WEIGHTS_FILE
 from completiond.training.distributed import cpu_cores, train_distributed
 from completiond.training.export import (
     OUTPUTS,

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.protobuf.json_format import MessageToDict
 
-from completiond import __version__
-from completiond.daemon.retrieval import RetrievalConfig
-from completiond.errors import CompletiondError, DaemonUnreachable
-from completiond.training.bundle import ModelStore
-from completiond.training.locations import default_store_dir, repo_root
-from completiond.training.progress import Progress, ProgressBar
+from completiond.completion.retrieval import RetrievalConfig
+from completiond.core.bundle import ModelStore
+from completiond.core.errors import CompletiondError, DaemonUnreachable
+from completiond.core.locations import default_store_dir, repo_root
+from completiond.core.progress import Progress, ProgressBar
+from completiond.core.version import __version__
 
 if TYPE_CHECKING:
     from completiond.daemon.decoder import DecoderConfig
@@ -557,7 +557,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from completiond.daemon.evaluate import EvalConfig, run_eval
+    from completiond.evaluation.evaluate import EvalConfig, run_eval
 
     repo = repo_root(args.repo)
     config = EvalConfig(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import grpc
 
-from completiond.errors import DaemonUnreachable
-from completiond.training.locations import check_socket, default_socket_path, repo_root
+from completiond.core.errors import DaemonUnreachable
+from completiond.core.locations import check_socket, default_socket_path, repo_root
 from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
 

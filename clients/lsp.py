@@ -30,9 +30,9 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
-from completiond import __version__
-from completiond.errors import DaemonUnreachable
-from completiond.training.locations import repo_root
+from completiond.core.errors import DaemonUnreachable
+from completiond.core.locations import repo_root
+from completiond.core.version import __version__
 from completiond.v1 import completion_pb2 as pb
 
 from .client import Client, daemon_address

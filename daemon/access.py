@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from completiond.errors import InvalidRequest
+from completiond.core.errors import InvalidRequest
 
 MIN_TOKEN_CHARS = 16
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from completiond.errors import CompletiondError, InvalidRequest
+from completiond.core.errors import CompletiondError, InvalidRequest
 
 log = logging.getLogger(__name__)
 

@@ -11,20 +11,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from completiond.errors import CorpusError, TrainingBusy, TrainingFailed
-from completiond.training.bundle import ModelStore
-from completiond.training.corpus import fingerprint, read_files
-from completiond.training.durable import private_dir
-from completiond.training.index import INDEX_FILE
-from completiond.training.locations import default_socket_path, default_store_dir
-from completiond.training.progress import ProgressBar
+from completiond.completion.retrieval import RetrievalConfig
+from completiond.core.bundle import ModelStore
+from completiond.core.corpus import fingerprint, read_files
+from completiond.core.durable import private_dir
+from completiond.core.errors import CorpusError, TrainingBusy, TrainingFailed
+from completiond.core.index import INDEX_FILE
+from completiond.core.locations import default_socket_path, default_store_dir
+from completiond.core.progress import ProgressBar
 
 from .decoder import DecoderConfig
 from .engine import EngineConfig
 from .feedback import FeedbackCounts
 from .metrics import RequestMetrics
 from .model_slot import ModelSlot
-from .retrieval import RetrievalConfig
 from .server import Server, ServerConfig
 from .service import CompletionServicer, ModelServicer, RequestLimits
 from .state_cache import ContextConfig
@@ -39,7 +39,7 @@ FIRST_MODEL_THREADS = max(1, (os.cpu_count() or 2) - 1)
 @dataclass
 class DaemonConfig:
     repo: Path
-    store: Path | None = None  # default: the user's cache dir (see training/locations.py)
+    store: Path | None = None  # default: the user's cache dir (see core/locations.py)
     # A fresh repository gets a quick first model (answers within about a minute), then the
     # full budget (trainer.minutes) continues from it in the background.
     first_train_minutes: float = 0.75

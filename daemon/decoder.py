@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from completiond.errors import Cancelled
-from completiond.training.tokenizer import UNK_ID, CharTokenizer
+from completiond.completion.declined import DECLINED_BELOW, DeclinedSuggestions, without_declined
+from completiond.completion.retrieval import Retriever, lead_gate
+from completiond.core.errors import Cancelled
+from completiond.core.tokenizer import UNK_ID, CharTokenizer
 
-from .declined import DECLINED_BELOW, DeclinedSuggestions, without_declined
 from .engine import Engine, State
-from .retrieval import Retriever, lead_gate
 from .state_cache import DocumentStates
 
 ScoredLines = list[tuple[Sequence[int] | np.ndarray, float]]  # character ids, log-probability

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
-from completiond.errors import BundleError
+from completiond.core.errors import BundleError
 
 log = logging.getLogger(__name__)
 

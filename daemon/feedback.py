@@ -11,7 +11,7 @@ import logging
 import threading
 from pathlib import Path
 
-from completiond.errors import InvalidRequest
+from completiond.core.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 

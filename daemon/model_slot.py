@@ -12,15 +12,15 @@ import logging
 import threading
 from dataclasses import dataclass, replace
 
-from completiond.errors import BundleError, NoModel
-from completiond.training.bundle import Bundle, ModelStore
-from completiond.training.index import INDEX_FILE, RepoIndex
+from completiond.completion.calibration import CALIBRATION_FILE, load_calibration
+from completiond.completion.declined import DeclinedSuggestions
+from completiond.completion.retrieval import RetrievalConfig, Retriever
+from completiond.core.bundle import Bundle, ModelStore
+from completiond.core.errors import BundleError, NoModel
+from completiond.core.index import INDEX_FILE, RepoIndex
 
-from .calibration import CALIBRATION_FILE, load_calibration
-from .declined import DeclinedSuggestions
 from .decoder import Decoder, DecoderConfig
 from .engine import EngineConfig, OnnxEngine
-from .retrieval import RetrievalConfig, Retriever
 from .state_cache import ContextConfig, DocumentStates
 
 log = logging.getLogger(__name__)

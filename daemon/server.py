@@ -17,8 +17,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from completiond.errors import AlreadyRunning, InvalidRequest
-from completiond.training.locations import claim_socket_dir
+from completiond.core.errors import AlreadyRunning, InvalidRequest
+from completiond.core.locations import claim_socket_dir
 from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
 

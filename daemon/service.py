@@ -17,8 +17,9 @@ from dataclasses import dataclass, replace
 
 import grpc
 
-from completiond import __version__
-from completiond.errors import DeadlineExceeded, InvalidRequest
+from completiond.completion.retrieval import DEFAULT_WEIGHTS
+from completiond.core.errors import DeadlineExceeded, InvalidRequest
+from completiond.core.version import __version__
 from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
 
@@ -26,7 +27,6 @@ from .decoder import Decoder, Query
 from .feedback import FeedbackCounts
 from .metrics import RequestMetrics
 from .model_slot import ModelSlot, ServedModel
-from .retrieval import DEFAULT_WEIGHTS
 from .trainer import TrainingRunner
 from .watcher import RepoWatcher
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from completiond.training.tokenizer import CharTokenizer
+from completiond.core.tokenizer import CharTokenizer
 
 from .engine import Engine, State
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from completiond.errors import TrainingBusy
-from completiond.training.child import training_command
-from completiond.training.durable import open_private_log, private_dir
-from completiond.training.progress import FINAL_PHASES, Progress
+from completiond.core.child import training_command
+from completiond.core.durable import open_private_log, private_dir
+from completiond.core.errors import TrainingBusy
+from completiond.core.progress import FINAL_PHASES, Progress
 
 
 @dataclass

@@ -21,7 +21,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from completiond.training.files import path_exclusion
+from completiond.core.files import path_exclusion
 
 log = logging.getLogger(__name__)
 

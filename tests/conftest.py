@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from completiond.core.bundle import ModelStore
 from completiond.daemon.daemon import Daemon, DaemonConfig
-from completiond.training.bundle import ModelStore
 
 HANDLER = """def handler_{i}(request):
     value = request.get("key_{i}")

@@ -13,12 +13,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from completiond.clients.client import Client
+from completiond.core.bundle import ModelStore
+from completiond.core.errors import InvalidRequest
 from completiond.daemon.access import read_token
 from completiond.daemon.daemon import Daemon, DaemonConfig
 from completiond.daemon.server import ServerConfig, parse_listen
 from completiond.daemon.watcher import WatchConfig
-from completiond.errors import InvalidRequest
-from completiond.training.bundle import ModelStore
 
 TOKEN = "s3cret-token-0123456789abcdef"
 

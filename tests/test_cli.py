@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from completiond.training.bundle import ModelStore
+from completiond.core.bundle import ModelStore
 
 from .conftest import TINY_MODEL, make_repo
 

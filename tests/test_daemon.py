@@ -15,15 +15,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from completiond.clients.client import Client
-from completiond.daemon.calibration import CALIBRATION_FILE, load_calibration
+from completiond.completion.calibration import CALIBRATION_FILE, load_calibration
+from completiond.completion.declined import DECLINED_BELOW
+from completiond.completion.retrieval import RetrievalConfig, Retriever
+from completiond.core.bundle import ModelStore
+from completiond.core.errors import AlreadyRunning, InvalidRequest
 from completiond.daemon.daemon import Daemon, DaemonConfig
-from completiond.daemon.declined import DECLINED_BELOW
-from completiond.daemon.retrieval import RetrievalConfig, Retriever
 from completiond.daemon.server import ServerConfig, parse_listen
 from completiond.daemon.service import DecodeSlots
 from completiond.daemon.watcher import WatchConfig
-from completiond.errors import AlreadyRunning, InvalidRequest
-from completiond.training.bundle import ModelStore
 from completiond.v1 import completion_pb2 as pb
 
 # A handler the fixture repository does not contain, up to the cursor in its last line.

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from completiond.daemon.declined import (
+from completiond.completion.declined import (
     DECLINED_BELOW,
     DeclinedSuggestions,
     first_word,
     without_declined,
 )
+from completiond.completion.retrieval import DEFAULT_WEIGHTS, RetrievalConfig, Retriever
 from completiond.daemon.decoder import Query
-from completiond.daemon.retrieval import DEFAULT_WEIGHTS, RetrievalConfig, Retriever
 
 from .test_decoder import SELF, decoder
 

@@ -8,12 +8,12 @@ import threading
 import numpy as np
 import pytest
 
+from completiond.completion.retrieval import DEFAULT_WEIGHTS, RetrievalConfig, Retriever
+from completiond.core.errors import Cancelled
+from completiond.core.tokenizer import CharTokenizer
 from completiond.daemon.decoder import Decoder, DecoderConfig, Query, postprocess
 from completiond.daemon.engine import State
-from completiond.daemon.retrieval import DEFAULT_WEIGHTS, RetrievalConfig, Retriever
 from completiond.daemon.state_cache import ContextConfig, DocumentStates
-from completiond.errors import Cancelled
-from completiond.training.tokenizer import CharTokenizer
 
 
 class BigramEngine:

@@ -10,13 +10,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from completiond.core.bundle import ModelStore
+from completiond.core.errors import BundleError, CompletiondError, DeviceUnavailable, TrainingFailed
+from completiond.core.tokenizer import CharTokenizer
 from completiond.daemon.engine import EngineConfig, OnnxEngine
-from completiond.errors import BundleError, CompletiondError, DeviceUnavailable, TrainingFailed
-from completiond.training.bundle import ModelStore
 from completiond.training.distributed import DistEnv, shard_files, train_distributed
 from completiond.training.model import ModelConfig
 from completiond.training.run import train_repository
-from completiond.training.tokenizer import CharTokenizer
 from completiond.training.train import (
     StreamedText,
     TrainConfig,

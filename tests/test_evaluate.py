@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from completiond.core.bundle import ModelStore
+from completiond.core.errors import CompletiondError, InvalidRequest
 from completiond.daemon.decoder import Candidate, Query
-from completiond.daemon.evaluate import (
+from completiond.evaluation.evaluate import (
     EvalConfig,
     ModeResult,
     QueryResult,
@@ -28,8 +30,6 @@ from completiond.daemon.evaluate import (
     run_eval,
     sample_lines,
 )
-from completiond.errors import CompletiondError, InvalidRequest
-from completiond.training.bundle import ModelStore
 
 
 def _load_baselines():
@@ -371,7 +371,7 @@ def test_run_eval_on_the_trained_fixture(
 
 def test_evaluate_module_stays_torch_free() -> None:
     code = (
-        "import sys, completiond.daemon.evaluate as e; "
+        "import sys, completiond.evaluation.evaluate as e; "
         "assert 'torch' not in sys.modules and 'matplotlib' not in sys.modules, 'imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

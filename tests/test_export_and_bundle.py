@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from completiond.core.bundle import MODEL_FILE, ModelStore, load_bundle
+from completiond.core.errors import BundleError, ExportError
 from completiond.daemon.engine import OnnxEngine
-from completiond.errors import BundleError, ExportError
-from completiond.training.bundle import MODEL_FILE, ModelStore, load_bundle
 from completiond.training.export import (
     ServedGraph,
     check_parity,

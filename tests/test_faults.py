@@ -15,8 +15,8 @@ import grpc
 import pytest
 
 from completiond.clients.client import Client
+from completiond.core.bundle import ModelStore
 from completiond.daemon.daemon import Daemon
-from completiond.training.bundle import ModelStore
 from completiond.v1 import completion_pb2 as pb
 
 from .conftest import TINY_MODEL, TINY_TRAIN

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from completiond.training.files import (
+from completiond.core.files import (
     FileSelectionConfig,
     candidate_paths,
     content_exclusion,

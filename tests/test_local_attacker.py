@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 
 from completiond.clients.client import Client
+from completiond.core.bundle import ModelStore
+from completiond.core.corpus import read_files, read_texts
+from completiond.core.errors import TrainingBusy, UnsafePath
+from completiond.core.files import select_files
+from completiond.core.locations import check_socket, default_socket_path
 from completiond.daemon.daemon import Daemon, DaemonConfig
 from completiond.daemon.server import ServerConfig
 from completiond.daemon.trainer import TrainerConfig, TrainingRunner
 from completiond.daemon.watcher import WatchConfig
-from completiond.errors import TrainingBusy, UnsafePath
-from completiond.training.bundle import ModelStore
-from completiond.training.corpus import read_files, read_texts
-from completiond.training.files import select_files
-from completiond.training.locations import check_socket, default_socket_path
 from completiond.training.model import ModelConfig
 from completiond.training.run import train_repository
 from completiond.training.train import TrainConfig

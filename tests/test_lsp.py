@@ -31,8 +31,8 @@ from lsprotocol import types
 
 from completiond.clients.client import Client
 from completiond.clients.lsp import FeedbackTracker, Shown, plan_edit
+from completiond.completion.retrieval import RetrievalConfig
 from completiond.daemon.daemon import Daemon
-from completiond.daemon.retrieval import RetrievalConfig
 from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
 

@@ -9,12 +9,12 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from completiond.core.errors import InvalidRequest
+from completiond.core.tokenizer import UNK_ID, CharTokenizer
 from completiond.daemon.decoder import Decoder, DecoderConfig, Query
 from completiond.daemon.engine import State
 from completiond.daemon.service import RequestLimits, validate
 from completiond.daemon.state_cache import ContextConfig, DocumentStates
-from completiond.errors import InvalidRequest
-from completiond.training.tokenizer import UNK_ID, CharTokenizer
 from completiond.v1 import completion_pb2 as pb
 
 TOK = CharTokenizer.fit(["def f(x):\n\treturn x  # é"])

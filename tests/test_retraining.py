@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from completiond.clients.client import Client
-from completiond.daemon.calibration import CALIBRATION_FILE
+from completiond.completion.calibration import CALIBRATION_FILE
+from completiond.core.bundle import ModelStore, sha256_file
+from completiond.core.errors import BundleError
+from completiond.core.index import INDEX_FILE
 from completiond.daemon.daemon import Daemon, DaemonConfig
 from completiond.daemon.server import ServerConfig
 from completiond.daemon.trainer import TrainerConfig
 from completiond.daemon.watcher import WatchConfig
-from completiond.errors import BundleError
-from completiond.training.bundle import ModelStore, sha256_file
-from completiond.training.index import INDEX_FILE
 from completiond.training.model import ModelConfig
 from completiond.training.run import train_repository
 from completiond.training.train import TrainConfig

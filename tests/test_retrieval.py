@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from completiond.daemon.calibration import (
+from completiond.completion.calibration import (
     CALIBRATION_FILE,
     Calibration,
     CalibrationConfig,
@@ -21,9 +21,7 @@ from completiond.daemon.calibration import (
     right,
     save_calibration,
 )
-from completiond.daemon.decoder import Query
-from completiond.daemon.model_slot import ModelSlot, load_index
-from completiond.daemon.retrieval import (
+from completiond.completion.retrieval import (
     DEFAULT_WEIGHTS,
     SHAPE_RANK,
     Found,
@@ -32,8 +30,10 @@ from completiond.daemon.retrieval import (
     _with_mass,
     contexts,
 )
-from completiond.training.bundle import ModelStore
-from completiond.training.index import INDEX_FILE, IndexConfig, RepoIndex
+from completiond.core.bundle import ModelStore
+from completiond.core.index import INDEX_FILE, IndexConfig, RepoIndex
+from completiond.daemon.decoder import Query
+from completiond.daemon.model_slot import ModelSlot, load_index
 
 TOKEN_START = re.compile(r"\n|(?<!\w)\w|[^\w\s]")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from completiond.training.corpus import MASKED, build_corpus
-from completiond.training.secrets import mask_secrets
+from completiond.core.corpus import MASKED, build_corpus
+from completiond.core.secrets import mask_secrets
 
 from .conftest import TINY_MODEL, TINY_TRAIN, git
 
@@ -234,9 +234,9 @@ def _fragments(secret: str) -> set[str]:
 
 
 def test_trained_model_does_not_replay_repeated_secrets(tmp_path: Path) -> None:
+    from completiond.core.bundle import ModelStore
     from completiond.daemon.decoder import Query
     from completiond.daemon.model_slot import ModelSlot
-    from completiond.training.bundle import ModelStore
     from completiond.training.model import ModelConfig
     from completiond.training.run import train_repository
     from completiond.training.train import TrainConfig

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from completiond.core.tokenizer import CharTokenizer
 from completiond.daemon.engine import OnnxEngine, State
 from completiond.daemon.state_cache import ContextConfig, DocumentStates, common_prefix_length
 from completiond.training.export import export_onnx
 from completiond.training.model import CharLSTM, ModelConfig
-from completiond.training.tokenizer import CharTokenizer
 
 TOK = CharTokenizer.fit([""])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from completiond.training.tokenizer import UNK_ID, CharTokenizer
+from completiond.core.tokenizer import UNK_ID, CharTokenizer
 
 
 def test_round_trip_of_text_inside_the_alphabet() -> None:

@@ -18,11 +18,11 @@ import sys
 import traceback
 from pathlib import Path
 
-from completiond.errors import CompletiondError
+from completiond.core.bundle import ModelStore
+from completiond.core.errors import CompletiondError
+from completiond.core.progress import Progress
 
-from .bundle import ModelStore
 from .model import ModelConfig
-from .progress import Progress
 from .train import TrainConfig
 
 

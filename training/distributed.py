@@ -54,12 +54,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from completiond.errors import TrainingFailed
+from completiond.core.bundle import ModelStore, load_bundle
+from completiond.core.child import training_command
+from completiond.core.errors import TrainingFailed
+from completiond.core.progress import FINAL_PHASES, Progress
+from completiond.core.tokenizer import CharTokenizer
 
-from .bundle import ModelStore, load_bundle
-from .child import training_command
 from .model import CharLSTM, ModelConfig
-from .progress import FINAL_PHASES, Progress
 from .run import (
     TRAIN_SPAN,
     Prepared,
@@ -71,7 +72,6 @@ from .run import (
     streams_from_files,
     train_repository,
 )
-from .tokenizer import CharTokenizer
 from .train import (
     ProgressFn,
     StreamedText,

@@ -23,7 +23,7 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from torch import nn
 
-from completiond.errors import ExportError
+from completiond.core.errors import ExportError
 
 from .model import CharLSTM
 

@@ -24,19 +24,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from completiond import __version__
-from completiond.daemon.calibration import CALIBRATION_FILE, calibrate, save_calibration
-from completiond.daemon.retrieval import RetrievalConfig
-from completiond.errors import BundleError
+from completiond.completion.calibration import CALIBRATION_FILE, calibrate, save_calibration
+from completiond.completion.retrieval import RetrievalConfig
+from completiond.core.bundle import (
+    MODEL_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    Bundle,
+    ModelStore,
+    new_version,
+)
+from completiond.core.corpus import Corpus, build_corpus, read_texts
+from completiond.core.errors import BundleError
+from completiond.core.files import FileSelectionConfig
+from completiond.core.index import INDEX_FILE, RepoIndex
+from completiond.core.progress import Progress
+from completiond.core.tokenizer import CharTokenizer
+from completiond.core.version import __version__
 
-from .bundle import MODEL_FILE, TOKENIZER_FILE, WEIGHTS_FILE, Bundle, ModelStore, new_version
-from .corpus import Corpus, build_corpus, read_texts
 from .export import check_parity, export_onnx, onnx_bits_per_char, quantize_if_lossless
-from .files import FileSelectionConfig
-from .index import INDEX_FILE, RepoIndex
 from .model import CharLSTM, ModelConfig
-from .progress import Progress
-from .tokenizer import CharTokenizer
 from .train import (
     ProgressFn,
     StreamedText,

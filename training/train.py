@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from completiond.errors import CorpusError, DeviceUnavailable
+from completiond.core.corpus import read_text
+from completiond.core.errors import CorpusError, DeviceUnavailable
+from completiond.core.progress import Progress
+from completiond.core.tokenizer import CharTokenizer
 
-from .corpus import read_text
 from .model import CharLSTM
-from .progress import Progress
-from .tokenizer import CharTokenizer
 
 DEVICES = ("auto", "cpu", "cuda")
 

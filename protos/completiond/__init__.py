@@ -1,3 +1,5 @@
-"""completiond: a local code-completion daemon that learns one repository."""
+"""completiond: a local code-completion daemon that learns one repository.
 
-__version__ = "0.1.0"
+The package's parts live in the repository's top-level folders (see pyproject.toml): core,
+completion, training, daemon, evaluation and clients, each importing only the ones before it.
+"""

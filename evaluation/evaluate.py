@@ -35,14 +35,23 @@ from pathlib import Path
 
 import numpy as np
 
-from completiond.errors import CompletiondError, CorpusError, InvalidRequest
-from completiond.training.corpus import read_texts
-from completiond.training.index import RepoIndex
+from completiond.completion.queries import (
+    MODES,
+    TYPED_CHARS,
+    EvalQuery,
+    Line,
+    build_queries,
+    eligible_lines,
+    exact_match,
+    sample_lines,
+    starts_truth,
+)
+from completiond.completion.retrieval import RetrievalConfig, Retriever
+from completiond.core.corpus import read_texts
+from completiond.core.errors import CompletiondError, CorpusError, InvalidRequest
+from completiond.core.index import RepoIndex
+from completiond.daemon.decoder import Candidate, DecoderConfig, Query
 
-from .decoder import Candidate, DecoderConfig, Query
-from .retrieval import RetrievalConfig, Retriever
-
-MODES = ("typed", "random")
 CONFIDENCE_BUCKETS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)  # [a, b), the last one [0.9, 1]
 THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 POSITION_EDGES = (0, 5, 10, 20, 40, 80)  # cursor column in the line's non-indent part
@@ -57,7 +66,7 @@ class EvalConfig:
     queries: int = 500  # held-out lines sampled; each mode asks about the same lines
     modes: tuple[str, ...] = MODES
     seed: int = 0
-    typed_chars: int = 10  # `typed` cursor: after the indentation plus this many characters
+    typed_chars: int = TYPED_CHARS  # `typed` cursor: after the indentation plus this many
     min_confidence: float = 0.0  # a candidate below this counts as no answer
     replay_lines: int = 60  # lines replayed keystroke by keystroke (0 = none; expensive)
     # In the replay, the chance that a right suggestion is accepted at a keystroke; otherwise the
@@ -115,91 +124,8 @@ def edit_similarity(prediction: str, truth: str) -> float:
     return 1.0 if longest == 0 else 1.0 - levenshtein(prediction, truth) / longest
 
 
-def exact_match(prediction: str, truth: str) -> bool:
-    """Equal up to whitespace between tokens (`a(b, c)` == `a(b,  c)`, not `a(b,c)`)."""
-    return prediction.split() == truth.split()
-
-
-def starts_truth(prediction: str, truth: str) -> bool:
-    """A non-empty start of the truth, blanks between tokens aside: what a user keeps on
-    accepting it (a shared start's confidence promises this, a whole line's exact match)."""
-    typed_ahead = " ".join(prediction.split())
-    return bool(typed_ahead) and " ".join(truth.split()).startswith(typed_ahead)
-
-
 def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), q)) if values else math.nan
-
-
-# --- queries --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Line:
-    """One eligible held-out line: text[start:end] is the line without its newline."""
-
-    file: str
-    number: int  # 1-based
-    start: int  # offset of the line in the file's text
-    indent: int  # characters of indentation
-    length: int  # characters after the indentation, trailing blanks dropped
-
-
-@dataclass(frozen=True)
-class EvalQuery:
-    line: Line
-    mode: str
-    column: int  # cursor, in characters after the indentation
-    prefix: str
-    suffix: str
-    truth: str  # the rest of the line, trailing blanks dropped
-
-
-def eligible_lines(texts: dict[str, str], typed_chars: int) -> list[Line]:
-    """Lines with at least typed_chars + 1 characters after the indentation (blank ones never)."""
-    lines: list[Line] = []
-    for rel in sorted(texts):
-        offset = 0
-        for number, raw in enumerate(texts[rel].splitlines(keepends=True), start=1):
-            body = raw.rstrip("\n").rstrip()
-            indent = len(body) - len(body.lstrip())
-            length = len(body) - indent
-            if length >= max(1, typed_chars + 1):
-                lines.append(Line(rel, number, offset, indent, length))
-            offset += len(raw)
-    return lines
-
-
-def sample_lines(lines: list[Line], count: int, seed: int) -> list[Line]:
-    """`count` lines drawn uniformly without replacement, in a random (seeded) order."""
-    rng = random.Random(seed)
-    return rng.sample(lines, min(count, len(lines)))
-
-
-def make_query(text: str, line: Line, mode: str, column: int) -> EvalQuery:
-    cursor = line.start + line.indent + column
-    line_end = text.index("\n", line.start)
-    body = text[line.start : line_end].rstrip()
-    return EvalQuery(
-        line, mode, column, text[:cursor], text[line_end:], body[cursor - line.start :]
-    )
-
-
-def build_queries(
-    texts: dict[str, str], lines: Sequence[Line], mode: str, config: EvalConfig
-) -> list[EvalQuery]:
-    """One query per line in `mode`; random cursors are drawn from the seed and the mode."""
-    rng = random.Random(f"{config.seed}:{mode}")
-    queries = []
-    for line in lines:
-        if mode == "typed":
-            column = config.typed_chars
-        elif mode == "random":
-            column = rng.randrange(line.length)  # 0 .. length-1: at least one character left
-        else:
-            raise InvalidRequest(f"unknown cursor mode {mode!r} (expected one of {MODES})")
-        queries.append(make_query(texts[line.file], line, mode, column))
-    return queries
 
 
 # --- results --------------------------------------------------------------------------------
@@ -819,10 +745,9 @@ def run_eval(
 ) -> EvalReport:
     """Evaluate the store's current model on its held-out files (the training run's split,
     recomputed: it depends on the paths only) and write the report to `report_dir` if given."""
-    from completiond.training.bundle import ModelStore
-    from completiond.training.corpus import build_corpus
-
-    from .model_slot import ModelSlot, calibrated
+    from completiond.core.bundle import ModelStore
+    from completiond.core.corpus import build_corpus
+    from completiond.daemon.model_slot import ModelSlot, calibrated
 
     config = config or EvalConfig()
     config.validate()

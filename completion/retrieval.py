@@ -26,7 +26,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from completiond.training.index import RepoIndex
+from completiond.core.index import RepoIndex
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _PIECE = re.compile(r"\w+|[^\w\s]|\s+")  # where a shared start of continuations may end

@@ -11,8 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from completiond.errors import CorpusError
-
+from .errors import CorpusError
 from .files import DEFAULT_CONFIG, FileSelectionConfig, read_source, select_files, split_files
 from .git import git_output
 from .secrets import mask_secrets

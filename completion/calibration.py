@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from completiond.training.durable import write_text_atomically
-from completiond.training.files import split_files
-from completiond.training.index import RepoIndex
+from completiond.core.durable import write_text_atomically
+from completiond.core.files import split_files
+from completiond.core.index import RepoIndex
 
-from .evaluate import (
+from .queries import (
     MODES,
-    EvalConfig,
+    Cursors,
     build_queries,
     eligible_lines,
     exact_match,
@@ -69,12 +69,12 @@ def right(found: Found, truth: str) -> bool:
 def label(retriever: Retriever, texts: dict[str, str], lines: int, seed: int = 0) -> Asked:
     """For up to `lines` sampled lines of `texts` in each cursor mode: every candidate the
     retriever finds, right or wrong."""
-    eval_config = EvalConfig(seed=seed)
-    sampled = sample_lines(eligible_lines(texts, eval_config.typed_chars), lines, seed)
+    cursors = Cursors(seed=seed)
+    sampled = sample_lines(eligible_lines(texts, cursors.typed_chars), lines, seed)
     return [
         (mode, [(f, right(f, q.truth)) for f in retriever.find(q.prefix, q.suffix)])
         for mode in MODES
-        for q in build_queries(texts, sampled, mode, eval_config)
+        for q in build_queries(texts, sampled, mode, cursors)
     ]
 
 

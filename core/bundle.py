@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from completiond.errors import BundleError, TrainingBusy
-
 from .durable import (
     DIR_MODE,
     FILE_MODE,
@@ -31,6 +29,7 @@ from .durable import (
     sync_dir,
     write_text_atomically,
 )
+from .errors import BundleError, TrainingBusy
 from .tokenizer import CharTokenizer
 
 FORMAT = 1

@@ -13,8 +13,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from completiond.errors import UnsafePath
-
+from .errors import UnsafePath
 from .git import git_output
 
 

@@ -1,0 +1,1 @@
+"""`completiond eval` and the benchmarks' shared measuring code: metrics, replay, report."""
