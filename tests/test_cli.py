@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import pytest
 
 from completiond.training.bundle import ModelStore
 
-from .conftest import TINY_MODEL, make_repo
+from .conftest import TINY_MODEL, TlsFiles, make_repo
 
 CLI = [sys.executable, "-m", "completiond.clients.cli"]
 
@@ -181,6 +183,45 @@ def test_train_in_the_foreground_then_serve_answers_at_once(tmp_path: Path) -> N
     assert result.stdout.startswith("model ") and "bits/char" in result.stdout
     status = json.loads(run_cli("status", "--json", cwd=repo).stdout)
     assert status["model"]["version"] in result.stdout and status["listenAddress"] == ""
+
+
+def test_a_tcp_daemon_with_tls_and_two_tokens_from_the_command_line(
+    fixture_repo: Path, trained_store: ModelStore, tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    refused = run_cli("serve", "--repo", str(fixture_repo), "--listen", "127.0.0.1:0", cwd=tmp_path)
+    assert refused.returncode == 1 and "needs a token (--token-file F)" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    store = tmp_path / "store"  # a copy: the daemon writes its feedback counts there
+    shutil.copytree(trained_store.root, store)
+    token, completion = tmp_path / "keys" / "token", tmp_path / "keys" / "completion"
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [*CLI, "serve", "--repo", str(fixture_repo), "--store", str(store), "--no-watch",
+             "--listen", "127.0.0.1:0", "--token-file", str(token),
+             "--completion-token-file", str(completion),
+             "--tls-cert", str(tls_files.cert), "--tls-key", str(tls_files.key)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+    try:
+        served = wait_for(log_path, " on 127.0.0.1:", proc, limit_s=60)
+        address = re.search(r" on (127\.0\.0\.1:\d+)", served).group(1)  # type: ignore[union-attr]
+        assert f"wrote a new token to {token}; clients pass --token-file {token}" in served
+        assert {token.stat().st_mode & 0o777, completion.stat().st_mode & 0o777} == {0o600}
+        reach = ("--listen", address, "--tls-ca", str(tls_files.ca))
+        done = run_cli("complete", "    if value is N", *reach, "--token-file", str(completion),
+                       cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0 and done.stdout.strip(), done.stderr
+        denied = run_cli("status", *reach, "--token-file", str(completion), cwd=tmp_path)
+        assert denied.returncode == 1 and "permission_denied" in denied.stderr
+        status = run_cli("status", "--json", *reach, "--token-file", str(token), cwd=tmp_path)
+        assert json.loads(status.stdout)["listenAddress"] == address
+        plain = run_cli("status", "--listen", address, "--token-file", str(token), cwd=tmp_path)
+        assert plain.returncode == 1 and "unavailable" in plain.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
 
 
 def test_every_command_has_accurate_help(tmp_path: Path) -> None:
