@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from completiond.clients.cli import build_parser
+from completiond.clients.lsp import build_parser as build_lsp_parser
 from completiond.training.bundle import ModelStore
 
 from .conftest import TINY_MODEL, TlsFiles, make_repo
@@ -228,6 +231,26 @@ def test_every_command_has_accurate_help(tmp_path: Path) -> None:
     for command in ["serve", "train", "complete", "status", "retrain", "rollback", "eval"]:
         result = run_cli(command, "--help", cwd=tmp_path)
         assert result.returncode == 0 and f"usage: completiond {command}" in result.stdout
+
+
+def test_the_readme_lists_every_option_of_every_command() -> None:
+    """Each long option of `--help` appears in its command's row of the README's table
+    (`--repo`, which every command takes, is documented above the table)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    rows = {m[1]: m[0] for m in re.finditer(r"^\| `([a-z-]+)[^\n]*", readme, re.MULTILINE)}
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parsers = {**commands.choices, "lsp": build_lsp_parser()}
+    missing = {
+        name: [
+            option
+            for action in parser._actions
+            for option in action.option_strings
+            if option.startswith("--") and option not in ("--help", "--repo")
+            and not re.search(re.escape(option) + r"(?![\w-])", rows.get(name, ""))
+        ]
+        for name, parser in parsers.items()
+    }  # fmt: skip
+    assert missing == {name: [] for name in parsers}
 
 
 def test_eval_reports_quality_of_the_stored_model(
