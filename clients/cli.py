@@ -342,6 +342,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from completiond.daemon.trainer import TrainerConfig
     from completiond.daemon.watcher import WatchConfig
 
+    tls = _serve_tls(args)  # checked before a token file is written
     config = DaemonConfig(
         repo=repo_root(args.repo),
         store=args.store,
@@ -355,7 +356,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             allow_remote=args.allow_remote,
             token=_serve_token(args.token_file, "token"),
             completion_token=_serve_token(args.completion_token_file, "completion-only token"),
-            tls=_serve_tls(args),
+            tls=tls,
             insecure_remote=args.insecure_remote,
             metrics_port=args.metrics_port,
         ),
