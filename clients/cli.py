@@ -16,7 +16,7 @@ from google.protobuf.json_format import MessageToDict
 
 from completiond.completion.retrieval import RetrievalConfig
 from completiond.core.bundle import ModelStore
-from completiond.core.errors import CompletiondError, DaemonUnreachable
+from completiond.core.errors import CompletiondError, DaemonUnreachable, InvalidRequest
 from completiond.core.locations import default_store_dir, repo_root
 from completiond.core.progress import Progress, ProgressBar
 from completiond.core.version import __version__
@@ -24,31 +24,48 @@ from completiond.core.version import __version__
 if TYPE_CHECKING:
     from completiond.daemon.decoder import DecoderConfig
 
-from .client import Client, daemon_address
+from .client import Client, add_connection_options, add_repo_option, connection
 from .shell import SHELLS, snippet
 
 
-def _add_repo(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--repo",
-        type=Path,
-        default=Path("."),
-        help="the repository (any directory inside it; default: the current directory)",
+def _add_serve_address(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--socket", type=Path, help="Unix socket to serve on (default: derived from the repo)"
     )
-
-
-def _add_address(p: argparse.ArgumentParser) -> None:
+    group.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="serve TCP instead, on a loopback address unless --allow-remote (needs --token-file)",
+    )
     p.add_argument(
         "--token-file",
         type=Path,
-        help="file holding the token of a daemon started with --allow-remote",
+        metavar="F",
+        help="every call must carry the token in F (needed with --listen); a missing F is "
+        "created with a fresh token, mode 600",
     )
-    group = p.add_mutually_exclusive_group()
-    group.add_argument(
-        "--socket", type=Path, help="Unix socket of the daemon (default: derived from the repo)"
+    p.add_argument(
+        "--completion-token-file",
+        type=Path,
+        metavar="F",
+        help="a second token, created like --token-file's, that may only ask for completions "
+        "(Complete, Warm, Feedback, health): not status, retrain or rollback",
     )
-    group.add_argument(
-        "--listen", metavar="HOST:PORT", help="use loopback TCP instead of the Unix socket"
+    p.add_argument(
+        "--tls-cert", type=Path, metavar="PEM", help="serve --listen over TLS with this certificate"
+    )
+    p.add_argument("--tls-key", type=Path, metavar="PEM", help="and this private key (mode 600)")
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow --listen on a non-loopback address (with TLS unless --insecure-remote)",
+    )
+    p.add_argument(
+        "--insecure-remote",
+        action="store_true",
+        help="with --allow-remote: serve without TLS, when something else encrypts the link "
+        "(an SSH tunnel, a VPN)",
     )
 
 
@@ -68,10 +85,7 @@ def _add_model(p: argparse.ArgumentParser, minutes: float, what: str) -> None:
 
 def _client(args: argparse.Namespace, timeout_s: float = 10.0) -> Client:
     """The client for the daemon the arguments point at (DaemonUnreachable if none runs)."""
-    from completiond.daemon.access import read_token
-
-    token = read_token(args.token_file) if args.token_file else None
-    return Client(daemon_address(args.repo, args.socket, args.listen), timeout_s, token)
+    return connection(args).client(timeout_s)
 
 
 def _add_device(p: argparse.ArgumentParser, what: str) -> None:
@@ -148,17 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="serve completions (training a first model if needed)")
-    _add_repo(p)
+    add_repo_option(p)
     _add_store(p)
-    _add_address(p)
+    _add_serve_address(p)
     _add_model(p, 0.75, "budget of the quick first model of a fresh repository, in minutes")
     p.add_argument("--workers", type=int, default=8, help="requests served at once (default: 8)")
-    p.add_argument(
-        "--allow-remote",
-        action="store_true",
-        help="allow --listen on a non-loopback address; every call must then carry the token "
-        "of --token-file",
-    )
     p.add_argument(
         "--metrics-port",
         type=int,
@@ -195,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("train", help="train a model in the foreground (no daemon needed)")
-    _add_repo(p)
+    add_repo_option(p)
     _add_store(p)
     _add_model(p, 5.0, "training budget, in minutes")
     p.add_argument(
@@ -226,15 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print all candidates as JSON")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
-    _add_repo(p)
-    _add_address(p)
+    add_connection_options(p)
     p.set_defaults(run=cmd_complete)
 
     p = sub.add_parser("status", help="show the model, training state and request counts")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
-    _add_repo(p)
+    add_connection_options(p)
     _add_store(p)
-    _add_address(p)
     p.set_defaults(run=cmd_status)
 
     p = sub.add_parser("retrain", help="retrain now (through the daemon, else in the foreground)")
@@ -242,16 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--minutes", type=float, default=0.0, help="training budget (default: the daemon's)"
     )
     p.add_argument("--full", action="store_true", help="train from scratch instead of fine-tuning")
-    _add_repo(p)
+    add_connection_options(p)
     _add_store(p)
-    _add_address(p)
     p.set_defaults(run=cmd_retrain)
 
     p = sub.add_parser("rollback", help="serve an earlier model again (default: the previous)")
     p.add_argument("version", nargs="?", default="", help="bundle version (see `status`)")
-    _add_repo(p)
+    add_connection_options(p)
     _add_store(p)
-    _add_address(p)
     p.set_defaults(run=cmd_rollback)
 
     p = sub.add_parser("eval", help="measure completion quality on the repository's held-out files")
@@ -289,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_retrieval(p)
     _add_typed_through(p)
-    _add_repo(p)
+    add_repo_option(p)
     _add_store(p)
     p.set_defaults(run=cmd_eval)
 
@@ -307,13 +311,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _serve_token(path: Path | None, what: str) -> str | None:
+    """The token in `path`; a missing file gets a fresh one first, and the user is told where."""
+    from completiond.daemon.access import create_token, read_token
+
+    if path is None:
+        return None
+    if not path.exists():
+        create_token(path)
+        print(
+            f"completiond: wrote a new {what} to {path}; clients pass --token-file {path}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return read_token(path)
+
+
+def _serve_tls(args: argparse.Namespace) -> tuple[bytes, bytes] | None:
+    from completiond.daemon.access import read_tls_key_pair
+
+    if args.tls_cert is None and args.tls_key is None:
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise InvalidRequest("--tls-cert and --tls-key go together")
+    return read_tls_key_pair(args.tls_cert, args.tls_key)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from completiond.daemon.access import read_token
     from completiond.daemon.daemon import Daemon, DaemonConfig
     from completiond.daemon.server import ServerConfig
     from completiond.daemon.trainer import TrainerConfig
     from completiond.daemon.watcher import WatchConfig
 
+    tls = _serve_tls(args)  # checked before a token file is written
     config = DaemonConfig(
         repo=repo_root(args.repo),
         store=args.store,
@@ -325,7 +355,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             listen=args.listen,
             max_workers=args.workers,
             allow_remote=args.allow_remote,
-            token=read_token(args.token_file) if args.token_file else None,
+            token=_serve_token(args.token_file, "token"),
+            completion_token=_serve_token(args.completion_token_file, "completion-only token"),
+            tls=tls,
+            insecure_remote=args.insecure_remote,
             metrics_port=args.metrics_port,
         ),
         trainer=TrainerConfig(

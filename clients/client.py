@@ -5,13 +5,16 @@ Editor plugins, the LSP bridge and the CLI all go through this one class.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
 from completiond.core.errors import DaemonUnreachable
 from completiond.core.locations import check_socket, default_socket_path, repo_root
+from completiond.daemon.access import read_pem, read_token
 from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
 
@@ -27,11 +30,75 @@ def daemon_address(
     return f"unix://{path}"
 
 
+def add_repo_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        default=Path("."),
+        metavar="DIR",
+        help="the repository (any directory inside it; default: the current directory)",
+    )
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """The options every client (the commands, the LSP bridge) reaches a daemon with."""
+    add_repo_option(parser)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--socket", type=Path, help="Unix socket of the daemon (default: derived from the repo)"
+    )
+    group.add_argument(
+        "--listen", metavar="HOST:PORT", help="the daemon's TCP address instead of its socket"
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="F",
+        help="file holding the daemon's token (its full or completion-only one); needed with "
+        "--listen",
+    )
+    parser.add_argument(
+        "--tls-ca",
+        type=Path,
+        metavar="PEM",
+        help="connect with TLS, trusting this CA certificate (or the daemon's own self-signed "
+        "one); for a daemon started with --tls-cert",
+    )
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where a daemon listens and what a call needs to get in."""
+
+    address: str
+    token: str | None = field(default=None, repr=False)  # kept out of logs and tracebacks
+    root_certificates: bytes | None = None  # PEM; set: TLS, trusting these
+
+    def client(self, timeout_s: float = 10.0) -> Client:
+        return Client(self.address, timeout_s, self.token, self.root_certificates)
+
+
+def connection(args: argparse.Namespace) -> Connection:
+    """The connection that `add_connection_options`' arguments describe."""
+    return Connection(
+        daemon_address(args.repo, args.socket, args.listen),
+        read_token(args.token_file) if args.token_file else None,
+        read_pem(args.tls_ca) if args.tls_ca else None,
+    )
+
+
 class Client:
     """A channel to one daemon. `timeout_s` bounds every call; `token` is sent with every call
-    when the daemon requires one (a daemon listening beyond loopback)."""
+    when the daemon requires one (a TCP daemon); `root_certificates` (PEM) makes the channel TLS,
+    trusting them."""
 
-    def __init__(self, address: str, timeout_s: float = 10.0, token: str | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        timeout_s: float = 10.0,
+        token: str | None = None,
+        root_certificates: bytes | None = None,
+    ) -> None:
         if address.startswith("unix://"):
             socket = Path(address[len("unix://") :])
             if not socket.exists():
@@ -43,7 +110,11 @@ class Client:
         self.address = address
         self.timeout_s = timeout_s
         self.metadata = (("authorization", f"Bearer {token}"),) if token else None
-        self.channel = grpc.insecure_channel(address)
+        self.channel = (
+            grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates))
+            if root_certificates is not None
+            else grpc.insecure_channel(address)
+        )
         self.completion = pb_grpc.CompletionServiceStub(self.channel)
         self.model = pb_grpc.ModelServiceStub(self.channel)
 

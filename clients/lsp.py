@@ -30,12 +30,12 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
-from completiond.core.errors import DaemonUnreachable
+from completiond.core.errors import CompletiondError, DaemonUnreachable
 from completiond.core.locations import repo_root
 from completiond.core.version import __version__
 from completiond.v1 import completion_pb2 as pb
 
-from .client import Client, daemon_address
+from .client import Client, Connection, add_connection_options, connection
 
 CANDIDATES = 3  # asked per request: inline completion cycles through them, completion lists them
 COMPLETE_TIMEOUT_S = 5.0  # a completion later than this is no longer wanted
@@ -300,7 +300,7 @@ class FeedbackTracker:
 
 @dataclass
 class BridgeConfig:
-    address: str
+    daemon: Connection
     root: Path  # paths sent to the daemon are relative to it
     max_chars: int = 80
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
@@ -325,14 +325,14 @@ class _Pending:
 class _DaemonLink:
     """The gRPC client, made on first use (the daemon may start after the editor)."""
 
-    address: str
+    connection: Connection
     client: Client | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self) -> Client:
         with self.lock:
             if self.client is None:
-                self.client = Client(self.address, timeout_s=WARM_TIMEOUT_S)
+                self.client = self.connection.client(timeout_s=WARM_TIMEOUT_S)
             return self.client
 
     def close(self) -> None:
@@ -348,7 +348,7 @@ class CompletionBridge(LanguageServer):
         super().__init__("completiond", __version__)
         self.config = config
         self.shutdown_requested = False
-        self._daemon = _DaemonLink(config.address)
+        self._daemon = _DaemonLink(config.daemon)
         self._down = False  # a failure was logged; the next one is not, until a success
         self.client_name = "lsp"  # the editor, from `initialize`, for feedback counts
         # Per (method, document): inline and list completions of one keystroke both go ahead.
@@ -637,17 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="completiond lsp",
         description="Language server on stdio: the repository daemon's completions in any editor.",
     )
-    parser.add_argument(
-        "--repo",
-        type=Path,
-        default=Path("."),
-        help="the repository (any directory inside it; default: the current directory)",
-    )
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument(
-        "--socket", type=Path, help="Unix socket of the daemon (default: derived from the repo)"
-    )
-    group.add_argument("--listen", metavar="HOST:PORT", help="the daemon's loopback TCP address")
+    add_connection_options(parser)
     parser.add_argument(
         "--max-chars", type=int, default=80, help="longest completion (default: 80, max 400)"
     )
@@ -670,11 +660,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max-chars must be between 1 and 400")
     if not 0 <= args.min_confidence <= 1:
         parser.error("--min-confidence must be between 0 and 1")
-    root = repo_root(args.repo)
+    try:
+        daemon = connection(args)  # a token or CA file that cannot be used: say so, at once
+    except CompletiondError as exc:
+        parser.error(str(exc))
     server = CompletionBridge(
         BridgeConfig(
-            address=daemon_address(root, args.socket, args.listen),
-            root=root,
+            daemon=daemon,
+            root=repo_root(args.repo),
             max_chars=args.max_chars,
             min_confidence=args.min_confidence,
         )

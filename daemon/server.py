@@ -22,12 +22,11 @@ from completiond.core.locations import claim_socket_dir
 from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
 
-from .access import TokenCheck
+from .access import COMPLETION_SERVICE, Scope, TokenCheck
 from .boundary import ErrorBoundary
 from .metrics import RequestMetrics
 from .service import CompletionServicer, ModelServicer
 
-COMPLETION_SERVICE = pb.DESCRIPTOR.services_by_name["CompletionService"].full_name
 MODEL_SERVICE = pb.DESCRIPTOR.services_by_name["ModelService"].full_name
 
 
@@ -35,31 +34,72 @@ MODEL_SERVICE = pb.DESCRIPTOR.services_by_name["ModelService"].full_name
 class ServerConfig:
     socket_path: Path | None = None  # Unix socket (the default transport), mode 0600
     listen: str | None = None  # "host:port" on loopback instead; port 0 picks a free port
-    allow_remote: bool = False  # let `listen` be a non-loopback address (needs a token)
-    token: str | None = None  # when set, every call must carry it (see access.py)
+    allow_remote: bool = False  # let `listen` be a non-loopback address
+    token: str | None = None  # when set, every call must carry it (see access.py); TCP needs one
+    completion_token: str | None = None  # a second token that may only ask for completions
+    tls: tuple[bytes, bytes] | None = None  # (private key, certificate chain) PEM for `listen`
+    insecure_remote: bool = False  # serve a non-loopback address without TLS all the same
     metrics_port: int | None = None  # Prometheus endpoint on 127.0.0.1 (0 picks a port)
     max_workers: int = 8  # concurrent requests; a completion holds a worker for milliseconds
     grace_s: float = 5.0  # in-flight requests get this long to finish on shutdown
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an IP address or "localhost") is this machine's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError as exc:
+        raise InvalidRequest(f"--listen: {host!r} is not an IP address") from exc
+
+
 def parse_listen(listen: str, allow_remote: bool = False) -> tuple[str, int]:
     """`host:port` (IPv6 in brackets) on a loopback address; another address only when
-    `allow_remote` (the caller then requires a token)."""
+    `allow_remote`."""
     host, sep, port = listen.rpartition(":")
     host = host.strip("[]")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise InvalidRequest(f"--listen wants host:port, got {listen!r}")
-    if host != "localhost":
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError as exc:
-            raise InvalidRequest(f"--listen: {host!r} is not an IP address") from exc
-        if not loopback and not allow_remote:
-            raise InvalidRequest(
-                f"--listen {listen}: only loopback addresses are served (the daemon answers "
-                "about your code); --allow-remote with --token-file exposes it on purpose"
-            )
+    if not is_loopback(host) and not allow_remote:
+        raise InvalidRequest(
+            f"--listen {listen}: only loopback addresses are served (the daemon answers "
+            "about your code); --allow-remote (with --token-file and TLS) exposes it on purpose"
+        )
     return host, int(port)
+
+
+def check_access(config: ServerConfig) -> None:
+    """Refuse a configuration that would let others in: TCP without a token (every user of the
+    machine can reach even loopback), or a non-loopback address in plain text."""
+    if config.completion_token and not config.token:
+        raise InvalidRequest("--completion-token-file needs --token-file (the full token) too")
+    if config.completion_token and config.completion_token == config.token:
+        raise InvalidRequest("the completion token must differ from the full token")
+    if not config.listen:
+        if config.tls:
+            raise InvalidRequest("--tls-cert/--tls-key serve TCP: they need --listen")
+        return
+    if not config.token:
+        raise InvalidRequest(
+            f"--listen {config.listen} needs a token (--token-file F): every user of this "
+            "machine can reach a TCP port, loopback included. serve writes a fresh token to F "
+            "(mode 600) when F does not exist; clients pass the same --token-file F"
+        )
+    host, _ = parse_listen(config.listen, config.allow_remote)
+    if not is_loopback(host) and not config.tls and not config.insecure_remote:
+        raise InvalidRequest(
+            f"--listen {config.listen} would send the token and your code in plain text: give "
+            "--tls-cert and --tls-key, or --insecure-remote when something else encrypts the "
+            "link (an SSH tunnel, a VPN)"
+        )
+
+
+def _token_check(config: ServerConfig) -> list[grpc.ServerInterceptor]:
+    tokens = {config.token: Scope.FULL} if config.token else {}
+    if config.completion_token:
+        tokens[config.completion_token] = Scope.COMPLETION
+    return [TokenCheck(tokens)] if tokens else []
 
 
 def _claim_socket(path: Path) -> None:
@@ -89,13 +129,11 @@ class Server:
         metrics: RequestMetrics,
     ) -> None:
         self.config = config
-        if config.allow_remote and not config.token:
-            raise InvalidRequest("--allow-remote needs a token (--token-file)")
+        check_access(config)
         self.health = health.HealthServicer()
-        checks = [TokenCheck(config.token)] if config.token else []
         self.grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
-            interceptors=[*checks, ErrorBoundary(metrics.count)],
+            interceptors=[*_token_check(config), ErrorBoundary(metrics.count)],
             options=[("grpc.so_reuseport", 0)],
         )
         pb_grpc.add_CompletionServiceServicer_to_server(completion, self.grpc)
@@ -113,7 +151,13 @@ class Server:
             host, port = parse_listen(self.config.listen, self.config.allow_remote)
             target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             try:
-                bound = self.grpc.add_insecure_port(target)
+                bound = (
+                    self.grpc.add_secure_port(
+                        target, grpc.ssl_server_credentials([self.config.tls])
+                    )
+                    if self.config.tls
+                    else self.grpc.add_insecure_port(target)
+                )
             except RuntimeError as exc:
                 raise AlreadyRunning(f"cannot listen on {target}: address in use?") from exc
             return target.rsplit(":", 1)[0] + f":{bound}"

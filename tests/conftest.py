@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,65 @@ def running_daemon(
     daemon.start(io.StringIO())
     yield daemon
     daemon.close()
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path  # the CA that signed `cert`: what clients trust
+    cert: Path  # the daemon's certificate, for 127.0.0.1 and localhost
+    key: Path  # its private key, mode 600
+    other_ca: Path  # a CA that signed nothing here
+
+
+_OPENSSL_CONFIG = """[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = completiond test
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = CA:FALSE
+subjectAltName = IP:127.0.0.1, DNS:localhost
+extendedKeyUsage = serverAuth
+"""
+
+
+def _openssl(directory: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+
+def _new_ca(directory: Path, name: str) -> None:
+    _openssl(
+        directory, "req", "-x509", "-config", "openssl.cnf", "-extensions", "ca",
+        "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+        "-keyout", f"{name}.key", "-out", f"{name}.pem",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A throwaway CA and a daemon certificate it signed, made with the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make the test certificates")
+    directory = tmp_path_factory.mktemp("tls")
+    (directory / "openssl.cnf").write_text(_OPENSSL_CONFIG)
+    _new_ca(directory, "ca")
+    _new_ca(directory, "other-ca")
+    _openssl(
+        directory, "req", "-new", "-config", "openssl.cnf", "-newkey", "ec",
+        "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "server.key",
+        "-out", "server.csr",
+    )  # fmt: skip
+    _openssl(
+        directory, "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-set_serial", "1", "-days", "2", "-extfile", "openssl.cnf", "-extensions", "server",
+        "-out", "server.pem",
+    )  # fmt: skip
+    os.chmod(directory / "server.key", 0o600)
+    return TlsFiles(
+        directory / "ca.pem", directory / "server.pem", directory / "server.key",
+        directory / "other-ca.pem",
+    )  # fmt: skip

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from completiond.clients.cli import build_parser
+from completiond.clients.lsp import build_parser as build_lsp_parser
 from completiond.core.bundle import ModelStore
 
-from .conftest import TINY_MODEL, make_repo
+from .conftest import TINY_MODEL, TlsFiles, make_repo
 
 CLI = [sys.executable, "-m", "completiond.clients.cli"]
 
@@ -183,10 +188,69 @@ def test_train_in_the_foreground_then_serve_answers_at_once(tmp_path: Path) -> N
     assert status["model"]["version"] in result.stdout and status["listenAddress"] == ""
 
 
+def test_a_tcp_daemon_with_tls_and_two_tokens_from_the_command_line(
+    fixture_repo: Path, trained_store: ModelStore, tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    refused = run_cli("serve", "--repo", str(fixture_repo), "--listen", "127.0.0.1:0", cwd=tmp_path)
+    assert refused.returncode == 1 and "needs a token (--token-file F)" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    store = tmp_path / "store"  # a copy: the daemon writes its feedback counts there
+    shutil.copytree(trained_store.root, store)
+    token, completion = tmp_path / "keys" / "token", tmp_path / "keys" / "completion"
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [*CLI, "serve", "--repo", str(fixture_repo), "--store", str(store), "--no-watch",
+             "--listen", "127.0.0.1:0", "--token-file", str(token),
+             "--completion-token-file", str(completion),
+             "--tls-cert", str(tls_files.cert), "--tls-key", str(tls_files.key)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+    try:
+        served = wait_for(log_path, " on 127.0.0.1:", proc, limit_s=60)
+        address = re.search(r" on (127\.0\.0\.1:\d+)", served).group(1)  # type: ignore[union-attr]
+        assert f"wrote a new token to {token}; clients pass --token-file {token}" in served
+        assert {token.stat().st_mode & 0o777, completion.stat().st_mode & 0o777} == {0o600}
+        reach = ("--listen", address, "--tls-ca", str(tls_files.ca))
+        done = run_cli("complete", "    if value is N", *reach, "--token-file", str(completion),
+                       cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0 and done.stdout.strip(), done.stderr
+        denied = run_cli("status", *reach, "--token-file", str(completion), cwd=tmp_path)
+        assert denied.returncode == 1 and "permission_denied" in denied.stderr
+        status = run_cli("status", "--json", *reach, "--token-file", str(token), cwd=tmp_path)
+        assert json.loads(status.stdout)["listenAddress"] == address
+        plain = run_cli("status", "--listen", address, "--token-file", str(token), cwd=tmp_path)
+        assert plain.returncode == 1 and "unavailable" in plain.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
 def test_every_command_has_accurate_help(tmp_path: Path) -> None:
     for command in ["serve", "train", "complete", "status", "retrain", "rollback", "eval"]:
         result = run_cli(command, "--help", cwd=tmp_path)
         assert result.returncode == 0 and f"usage: completiond {command}" in result.stdout
+
+
+def test_the_readme_lists_every_option_of_every_command() -> None:
+    """Each long option of `--help` appears in its command's row of the README's table
+    (`--repo`, which every command takes, is documented above the table)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    rows = {m[1]: m[0] for m in re.finditer(r"^\| `([a-z-]+)[^\n]*", readme, re.MULTILINE)}
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parsers = {**commands.choices, "lsp": build_lsp_parser()}
+    missing = {
+        name: [
+            option
+            for action in parser._actions
+            for option in action.option_strings
+            if option.startswith("--") and option not in ("--help", "--repo")
+            and not re.search(re.escape(option) + r"(?![\w-])", rows.get(name, ""))
+        ]
+        for name, parser in parsers.items()
+    }  # fmt: skip
+    assert missing == {name: [] for name in parsers}
 
 
 def test_eval_reports_quality_of_the_stored_model(

@@ -224,13 +224,15 @@ def test_a_corrupt_stored_model_is_reported_and_not_served(
 def test_loopback_tcp_on_port_zero(fixture_repo: Path, trained_store: ModelStore) -> None:
     daemon = Daemon(
         DaemonConfig(
-            repo=fixture_repo, store=trained_store.root, server=ServerConfig(listen="127.0.0.1:0")
+            repo=fixture_repo,
+            store=trained_store.root,
+            server=ServerConfig(listen="127.0.0.1:0", token="loopback-token-0123456789"),
         )
     )
     daemon.start(io.StringIO())
     try:
         assert not daemon.server.address.endswith(":0")
-        with Client(daemon.server.address) as client:
+        with Client(daemon.server.address, token="loopback-token-0123456789") as client:
             assert client.complete(NEW_HANDLER).candidates[0].text == "spond(value)"
     finally:
         daemon.close()

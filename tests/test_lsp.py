@@ -12,9 +12,11 @@ line breaks become CRLF).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -32,9 +34,15 @@ from lsprotocol import types
 from completiond.clients.client import Client
 from completiond.clients.lsp import FeedbackTracker, Shown, plan_edit
 from completiond.completion.retrieval import RetrievalConfig
-from completiond.daemon.daemon import Daemon
+from completiond.core.bundle import ModelStore
+from completiond.daemon.access import create_token, read_tls_key_pair
+from completiond.daemon.daemon import Daemon, DaemonConfig
+from completiond.daemon.server import ServerConfig
+from completiond.daemon.watcher import WatchConfig
 from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
+
+from .conftest import TlsFiles
 
 CURSOR = "║"
 GOLDEN = sorted((Path(__file__).parent / "golden" / "postprocess").glob("*.txt"))
@@ -439,6 +447,42 @@ def test_a_session_with_a_real_daemon(
     lsp.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
     assert lsp.stop() == 0
     assert "Traceback" not in lsp.log()
+
+
+def test_the_bridge_reaches_a_tcp_daemon_with_a_token_over_tls(
+    fixture_repo: Path,
+    trained_store: ModelStore,
+    tls_files: TlsFiles,
+    tmp_path: Path,
+    start_lsp: Callable[..., LspSession],
+) -> None:
+    token_file = tmp_path / "token"
+    store = tmp_path / "store"  # a copy: the daemon writes its feedback counts there
+    shutil.copytree(trained_store.root, store)
+    server = ServerConfig(
+        listen="127.0.0.1:0",
+        token=create_token(token_file),
+        tls=read_tls_key_pair(tls_files.cert, tls_files.key),
+    )
+    daemon = Daemon(
+        DaemonConfig(
+            repo=fixture_repo, store=store, server=server, watch=WatchConfig(enabled=False)
+        )
+    )
+    daemon.start(io.StringIO())
+    try:
+        lsp = start_lsp(
+            "--listen", daemon.server.address, "--token-file", str(token_file),
+            "--tls-ca", str(tls_files.ca), "--repo", str(fixture_repo),
+        )  # fmt: skip
+        lsp.initialize(fixture_repo)
+        uri = (fixture_repo / "new_handlers.py").as_uri()
+        lsp.open(uri, HANDLER)
+        inline = lsp.call("textDocument/inlineCompletion", inline_params(uri, 4, 13))
+        assert inline["items"][0]["insertText"] == "spond(value)"
+        assert lsp.stop() == 0
+    finally:
+        daemon.close()
 
 
 def start_showing(
