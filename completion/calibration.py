@@ -124,9 +124,16 @@ def calibrate(
     )
 
 
+# The features `retrieval.features` computes; a file records the format it was fitted with.
+# Format 1 had no weight for the end of the name being typed (`Found.word`): it gets the default.
+FORMAT = 2
+_UPGRADES = {1: lambda weights: weights + DEFAULT_WEIGHTS[-1:]}
+
+
 def save_calibration(path: Path, calibration: Calibration) -> None:
     """Write atomically (the daemon may be reading it)."""
-    write_text_atomically(path, json.dumps(asdict(calibration), indent=2) + "\n")
+    data = {"format": FORMAT, **asdict(calibration)}
+    write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
 def load_calibration(path: Path) -> Calibration | None:
@@ -134,8 +141,9 @@ def load_calibration(path: Path) -> Calibration | None:
     try:
         data = json.loads(path.read_text())
         weights = tuple(float(w) for w in data["weights"])
-        if len(weights) == len(DEFAULT_WEIGHTS) - 1:  # fitted before `Found.word` was added
-            weights += DEFAULT_WEIGHTS[-1:]
+        file_format = int(data.get("format", 1))  # format 1 files had no format field
+        if file_format in _UPGRADES:
+            weights = _UPGRADES[file_format](weights)
         if len(weights) != len(DEFAULT_WEIGHTS):
             return None
         return Calibration(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from completiond.completion.calibration import (
     CALIBRATION_FILE,
+    FORMAT,
     Calibration,
     CalibrationConfig,
     calibrate,
@@ -311,11 +313,14 @@ def test_a_damaged_calibration_file_means_the_defaults(tmp_path: Path) -> None:
     assert load_calibration(path) is None
     save_calibration(path, Calibration((0.5,) * len(DEFAULT_WEIGHTS), True, 10, 20, 5))
     assert load_calibration(path) == Calibration((0.5,) * len(DEFAULT_WEIGHTS), True, 10, 20, 5)
-    # Written before the last feature was added: its default weight, the fitted ones kept.
-    save_calibration(path, Calibration((0.5,) * (len(DEFAULT_WEIGHTS) - 1), True, 10, 20, 5))
+    assert json.loads(path.read_text())["format"] == FORMAT
+    # Format 1 (no format field) had one feature less: its default weight, the fitted ones kept.
+    old = {"weights": [0.5] * (len(DEFAULT_WEIGHTS) - 1), "fitted": True, "lines": 10}
+    path.write_text(json.dumps({**old, "candidates": 20, "right": 5}))
     weights = (0.5,) * (len(DEFAULT_WEIGHTS) - 1) + DEFAULT_WEIGHTS[-1:]
     assert load_calibration(path) == Calibration(weights, True, 10, 20, 5)
-    save_calibration(path, Calibration((0.5,) * (len(DEFAULT_WEIGHTS) - 2), True, 10, 20, 5))
+    # A current file with a weight missing is damaged, not old.
+    save_calibration(path, Calibration((0.5,) * (len(DEFAULT_WEIGHTS) - 1), True, 10, 20, 5))
     assert load_calibration(path) is None
 
 
