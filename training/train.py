@@ -276,110 +276,54 @@ def train(
     torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 2) - 1))
     model.to(device)
     on_gpu = device.type == "cuda"
-    if on_gpu:
-        amp_dtype = _cuda_amp_dtype(model, device) if config.bf16 else None
-    else:
-        amp_dtype = torch.bfloat16 if config.bf16 and _bf16_supported() else None
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 else None
-    seq_len = max(1, min(config.seq_len, len(train_ids) // 2 - 1))
-    wanted_batch = config.gpu_batch_size if on_gpu else config.batch_size
-    batch = max(1, min(wanted_batch, (len(train_ids) - 1) // (seq_len + 1)))
+    amp_dtype = _amp_dtype(model, device, config)
+    seq_len, batch = _window_shape(config, len(train_ids), on_gpu)
     val_ids = val_ids[: config.max_val_chars] if rank == 0 else val_ids[:0]
-
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if on_gpu else None)
-    control = torch.zeros(3, dtype=torch.float64, device=device)  # [stop, fraction, chars]
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    start = time.monotonic()
-    budget = max(1e-3, deadline - start)
-    lo, hi = progress_span
-
-    def fraction_done(step: int) -> float:
-        if config.max_steps:
-            return min(1.0, step / config.max_steps)
-        return min(1.0, (time.monotonic() - start) / budget)
-
+    step_fn = _Stepper(model, net, config, device, amp_dtype)
+    clock = _Clock(config, time.monotonic(), deadline)
+    best = _Best(copy.deepcopy(model.state_dict()))
+    agreement = _Agreement(device) if world > 1 else None
     if isinstance(train_ids, StreamedText):
         windows = _streamed_windows(train_ids, batch, seq_len, rng)
     else:
         windows = _array_windows(train_ids, batch, seq_len, rng)
-    autocast_dtype = amp_dtype or (torch.float16 if on_gpu else torch.bfloat16)
-    best_bpc, best_state, bad_evals = math.inf, copy.deepcopy(model.state_dict()), 0
-    step, chars, last_eval, last_report, shared_frac = 0, 0, start, 0.0, 0.0
+    step, chars, last_eval, last_report, shared_frac = 0, 0, clock.start, 0.0, 0.0
     h = c = torch.zeros(0)
     model.train()
     for x, y, fresh in windows:
         if fresh:
             h, c = (t.to(device) for t in model.initial_state(batch))
-        frac = shared_frac if world > 1 else fraction_done(step)
-        lr_scale = min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-        for group in opt.param_groups:
-            group["lr"] = config.lr * lr_scale
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)  # [B,T]
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=amp_dtype is not None):
-            logits, h, c = net(x, h, c)  # [B,T,V]
-        loss = nn.functional.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1)
-        )
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-            opt.step()
-        h, c = h.detach().float(), c.detach().float()  # truncate BPTT, keep the state
+        frac = shared_frac if agreement else clock.fraction(step)
+        h, c = step_fn.step(x, y, h, c, _lr_scale(step, frac))
         step += 1
         chars += x.numel()
         now = time.monotonic()
-        finished = fraction_done(step) >= 1.0
+        finished = clock.fraction(step) >= 1.0
         if rank == 0 and (finished or now - last_eval >= config.eval_interval_s):
             bpc = evaluate_bpc(model, val_ids)
-            last_eval = time.monotonic()
-            if bpc < best_bpc - 1e-4:
-                best_bpc, best_state, bad_evals = bpc, copy.deepcopy(model.state_dict()), 0
-            else:
-                bad_evals += 1
-            finished = finished or bad_evals >= config.patience
-        if world > 1:
-            # Rank 0's clock and validations decide (the others add zeros): every rank takes
-            # the same learning rate and stops after the same step, as each step's gradient
-            # all-reduce needs. The sum of the ranks' characters comes with it.
-            if rank == 0:
-                control[0], control[1] = float(finished), fraction_done(step)
-            control[2] = x.numel()
-            torch.distributed.all_reduce(control)
-            stop, shared_frac, step_chars = control.tolist()
-            chars += int(step_chars) - x.numel()
-            finished = stop > 0.5
-            control.zero_()
+            last_eval = time.monotonic()  # the interval runs between evaluations, not over them
+            finished = best.judge(model, bpc, config.patience) or finished
+        if agreement is not None:
+            finished, shared_frac, step_chars = agreement.share(
+                rank == 0, finished, clock.fraction(step), x.numel()
+            )
+            chars += step_chars - x.numel()
         if rank == 0 and (finished or now - last_report >= 1.0):
             last_report = now
-            on_progress(
-                Progress(
-                    "training",
-                    fraction=lo + (hi - lo) * fraction_done(step),
-                    eta_s=max(0.0, deadline - now),
-                    val_bpc=0.0 if math.isinf(best_bpc) else best_bpc,
-                    message=f"step {step}, {chars / max(1e-9, now - start):,.0f} chars/s"
-                    + (f" on {world} processes" if world > 1 else ""),
-                )
-            )
+            on_progress(clock.progress(now, step, chars, best.bpc, world, progress_span))
         if finished:
             break
-    seconds = time.monotonic() - start
+    seconds = time.monotonic() - clock.start
     replica_diff = _replica_max_abs_diff(model) if world > 1 else 0.0
-    model.load_state_dict(best_state)
+    model.load_state_dict(best.state)
     model.to("cpu")  # export, parity and scoring run on the CPU
     model.eval()
     return TrainResult(
         model,
-        best_bpc,
+        best.bpc,
         step,
         chars,
         seconds,
@@ -389,6 +333,140 @@ def train(
         world_size=world,
         replica_max_abs_diff=replica_diff,
     )
+
+
+def _amp_dtype(model: CharLSTM, device: torch.device, config: TrainConfig) -> torch.dtype | None:
+    """The autocast precision, or None for fp32."""
+    if device.type == "cuda":
+        return _cuda_amp_dtype(model, device) if config.bf16 else None
+    return torch.bfloat16 if config.bf16 and _bf16_supported() else None
+
+
+def _window_shape(config: TrainConfig, chars: int, on_gpu: bool) -> tuple[int, int]:
+    """(sequence length, batch), shrunk so a small corpus still fills one batch."""
+    seq_len = max(1, min(config.seq_len, chars // 2 - 1))
+    wanted_batch = config.gpu_batch_size if on_gpu else config.batch_size
+    return seq_len, max(1, min(wanted_batch, (chars - 1) // (seq_len + 1)))
+
+
+def _lr_scale(step: int, fraction: float) -> float:
+    """Linear warm-up over 50 steps, then a cosine from 1 down to 0.1 over the budget."""
+    return min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * fraction)))
+
+
+class _Stepper:
+    """One optimiser step with truncated backpropagation through time."""
+
+    def __init__(
+        self,
+        model: CharLSTM,
+        net: nn.Module,
+        config: TrainConfig,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+    ) -> None:
+        self.model, self.net, self.config, self.device = model, net, config, device
+        self.amp_dtype = amp_dtype
+        self.autocast_dtype = amp_dtype or (
+            torch.float16 if device.type == "cuda" else torch.bfloat16
+        )
+        self.scaler = torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 else None
+        self.opt = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+
+    def step(
+        self, x: torch.Tensor, y: torch.Tensor, h: torch.Tensor, c: torch.Tensor, lr_scale: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Learn from one batch of windows; returns the state to carry into the next."""
+        for group in self.opt.param_groups:
+            group["lr"] = self.config.lr * lr_scale
+        x = x.to(self.device, non_blocking=True)  # [B,T]
+        y = y.to(self.device, non_blocking=True)  # [B,T]
+        enabled = self.amp_dtype is not None
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=enabled):
+            logits, h, c = self.net(x, h, c)  # [B,T,V]
+        loss = nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1)
+        )
+        self.opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.opt)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+            self.opt.step()
+        return h.detach().float(), c.detach().float()  # truncate BPTT, keep the state
+
+
+@dataclass
+class _Clock:
+    """How far the run is: by steps when `max_steps` is set, else by the time budget."""
+
+    config: TrainConfig
+    start: float
+    deadline: float
+
+    def fraction(self, step: int) -> float:
+        if self.config.max_steps:
+            return min(1.0, step / self.config.max_steps)
+        budget = max(1e-3, self.deadline - self.start)
+        return min(1.0, (time.monotonic() - self.start) / budget)
+
+    def progress(
+        self, now: float, step: int, chars: int, bpc: float, world: int, span: tuple[float, float]
+    ) -> Progress:
+        lo, hi = span
+        return Progress(
+            "training",
+            fraction=lo + (hi - lo) * self.fraction(step),
+            eta_s=max(0.0, self.deadline - now),
+            val_bpc=0.0 if math.isinf(bpc) else bpc,
+            message=f"step {step}, {chars / max(1e-9, now - self.start):,.0f} chars/s"
+            + (f" on {world} processes" if world > 1 else ""),
+        )
+
+
+@dataclass
+class _Best:
+    """Early stopping: the best validation score's weights, and evaluations since it."""
+
+    state: dict[str, torch.Tensor]
+    bpc: float = math.inf
+    bad_evals: int = 0
+
+    def judge(self, model: CharLSTM, bpc: float, patience: int) -> bool:
+        """Record one validation; True when it is time to stop."""
+        if bpc < self.bpc - 1e-4:
+            self.bpc, self.state, self.bad_evals = bpc, copy.deepcopy(model.state_dict()), 0
+        else:
+            self.bad_evals += 1
+        return self.bad_evals >= patience
+
+
+class _Agreement:
+    """Rank 0's clock and validations decide (the others add zeros): every rank takes the same
+    learning rate and stops after the same step, as each step's gradient all-reduce needs. The
+    sum of the ranks' characters comes with it."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.control = torch.zeros(3, dtype=torch.float64, device=device)  # [stop, frac, chars]
+
+    def share(
+        self, decides: bool, finished: bool, fraction: float, chars: int
+    ) -> tuple[bool, float, int]:
+        """(stop, shared fraction, characters of all ranks) for this step."""
+        if decides:
+            self.control[0], self.control[1] = float(finished), fraction
+        self.control[2] = chars
+        torch.distributed.all_reduce(self.control)
+        stop, shared_frac, step_chars = self.control.tolist()
+        self.control.zero_()
+        return stop > 0.5, shared_frac, int(step_chars)
 
 
 def _replica_max_abs_diff(model: CharLSTM) -> float:
