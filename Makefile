@@ -64,6 +64,7 @@ bench: install
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/calibrate.py
 	$(BIN)/python bench/retrieval_rules.py --set "shared_below=0" "shape_lines=0"
+	$(BIN)/python bench/secrets_corpus.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
