@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -399,6 +400,14 @@ class EvalReport:
         return _json_ready(data)
 
     def to_markdown(self) -> str:
+        out = self._summary_md() + self._keystrokes_md()
+        for m, r in self.modes.items():
+            out += _calibration_md(m, r)
+        out += _bucket_tables(self.modes)
+        out += self._examples_md()
+        return "\n".join(out) + "\n"
+
+    def _summary_md(self) -> list[str]:
         c = self.config
         out = [
             f"# Completion quality: {self.system}",
@@ -423,49 +432,28 @@ class EvalReport:
                 f"| {m} | {r.count} | {_pct(r.exact_match)} | {_pct(r.edit_similarity)} | "
                 f"{_pct(r.answer_rate)} | {r.latency_p50_ms:.1f} | {r.latency_p99_ms:.1f} |"
             )
-        if self.keystrokes is not None and self.keystrokes.lines:
-            k = self.keystrokes
-            out += [
-                "",
-                f"**Keystrokes saved: {_pct(k.saved)}** replaying {k.lines} lines from their "
-                f"indentation ({k.chars} characters typed in {k.keystrokes} keystrokes; "
-                f"{k.accepted} suggestions accepted, {k.accepted_chars} characters; "
-                f"p50 {k.latency_p50_ms:.1f} ms per keystroke, warm)"
-                + (
-                    f"; a right suggestion accepted at a keystroke {_pct(self.config.accept_rate)} "
-                    "of the time, else typed along."
-                    if self.config.accept_rate < 1.0
-                    else "; every right suggestion accepted."
-                ),
-            ]
-        for m, r in self.modes.items():
-            out += [
-                "",
-                f"## Calibration, {m}",
-                "",
-                "| confidence | answers | mean confidence | exact match | a prefix of the truth |",
-                "|---|---:|---:|---:|---:|",
-            ]
-            for b in r.calibration():
-                out.append(
-                    f"| {b.label} | {b.count} | {_num(b.mean_confidence)} "
-                    f"| {_pct(b.exact_match)} | {_pct(b.accepted)} |"
-                )
-            out += [
-                "",
-                "The answers above kept at each threshold. A client asking with that threshold "
-                "may get a shorter suggestion instead where no whole line reaches it "
-                "(`completiond eval --min-confidence T` measures that).",
-                "",
-                "| threshold | coverage | exact match when shown | a prefix of the truth |",
-                "|---:|---:|---:|---:|",
-            ]
-            for t, coverage, precision, accepted in r.precision_coverage():
-                out.append(
-                    f"| >= {t:g} | {_pct(coverage)} | {_pct(precision)} | {_pct(accepted)} |"
-                )
-        out += _bucket_tables(self.modes)
-        out += [
+        return out
+
+    def _keystrokes_md(self) -> list[str]:
+        k = self.keystrokes
+        if k is None or not k.lines:
+            return []
+        return [
+            "",
+            f"**Keystrokes saved: {_pct(k.saved)}** replaying {k.lines} lines from their "
+            f"indentation ({k.chars} characters typed in {k.keystrokes} keystrokes; "
+            f"{k.accepted} suggestions accepted, {k.accepted_chars} characters; "
+            f"p50 {k.latency_p50_ms:.1f} ms per keystroke, warm)"
+            + (
+                f"; a right suggestion accepted at a keystroke {_pct(self.config.accept_rate)} "
+                "of the time, else typed along."
+                if self.config.accept_rate < 1.0
+                else "; every right suggestion accepted."
+            ),
+        ]
+
+    def _examples_md(self) -> list[str]:
+        out = [
             "",
             "## Examples",
             "",
@@ -475,13 +463,13 @@ class EvalReport:
             "|---|---|---|---|---|",
         ]
         for m, r in self.modes.items():
-            for x in r.results[: c.examples]:
+            for x in r.results[: self.config.examples]:
                 mark = "=" if x.exact else ""
                 out.append(
                     f"| {m} | {_cell(x.file)}:{x.line} | {_code(x.typed[-40:])} | "
                     f"{_code(x.prediction)} {mark} | {_code(x.truth)} |"
                 )
-        return "\n".join(out) + "\n"
+        return out
 
     def write(self, directory: Path, plots: bool = True) -> Path:
         """report.md, report.json and (with matplotlib) PNG plots into `directory`; returns
@@ -497,7 +485,14 @@ class EvalReport:
     def plot(self, directory: Path) -> list[Path]:
         """accuracy.png (by cursor position and line length), calibration.png, latency.png."""
         plt = _pyplot()
-        written = []
+        return [
+            self._plot_accuracy(directory, plt),
+            self._plot_calibration(directory, plt),
+            self._plot_latency(directory, plt),
+        ]
+
+    def _plot_accuracy(self, directory: Path, plt: Any) -> Path:
+        """Exact match by cursor position and by line length."""
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         for ax, (title, key, edges) in zip(
             axes,
@@ -531,8 +526,10 @@ class EvalReport:
             ax.legend()
         fig.suptitle(self.system)
         fig.tight_layout()
-        written.append(_save(fig, directory / "accuracy.png", plt))
+        return _save(fig, directory / "accuracy.png", plt)
 
+    def _plot_calibration(self, directory: Path, plt: Any) -> Path:
+        """Bucket mean confidence against how often accepting was right."""
         fig, ax = plt.subplots(figsize=(5.5, 5))
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
         for m, r in self.modes.items():
@@ -553,8 +550,10 @@ class EvalReport:
         ax.legend()
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        written.append(_save(fig, directory / "calibration.png", plt))
+        return _save(fig, directory / "calibration.png", plt)
 
+    def _plot_latency(self, directory: Path, plt: Any) -> Path:
+        """Histograms of per-request latency, cold and in the replay."""
         fig, ax = plt.subplots(figsize=(7, 4))
         series = {
             f"{m} (cold)": [1000 * x.latency_s for x in r.results] for m, r in self.modes.items()
@@ -580,8 +579,7 @@ class EvalReport:
         ax.set_ylabel("share of requests (density)")
         ax.set_title(f"latency: {self.system}", fontsize=10)
         fig.tight_layout()
-        written.append(_save(fig, directory / "latency.png", plt))
-        return written
+        return _save(fig, directory / "latency.png", plt)
 
 
 def _column(r: QueryResult) -> int:
@@ -594,6 +592,34 @@ def _length(r: QueryResult) -> int:
 
 def _left(r: QueryResult) -> int:
     return len(r.truth)
+
+
+def _calibration_md(mode: str, r: ModeResult) -> list[str]:
+    """Per confidence bucket, then per threshold, for one cursor mode."""
+    out = [
+        "",
+        f"## Calibration, {mode}",
+        "",
+        "| confidence | answers | mean confidence | exact match | a prefix of the truth |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for b in r.calibration():
+        out.append(
+            f"| {b.label} | {b.count} | {_num(b.mean_confidence)} "
+            f"| {_pct(b.exact_match)} | {_pct(b.accepted)} |"
+        )
+    out += [
+        "",
+        "The answers above kept at each threshold. A client asking with that threshold "
+        "may get a shorter suggestion instead where no whole line reaches it "
+        "(`completiond eval --min-confidence T` measures that).",
+        "",
+        "| threshold | coverage | exact match when shown | a prefix of the truth |",
+        "|---:|---:|---:|---:|",
+    ]
+    for t, coverage, precision, accepted in r.precision_coverage():
+        out.append(f"| >= {t:g} | {_pct(coverage)} | {_pct(precision)} | {_pct(accepted)} |")
+    return out
 
 
 def _bucket_tables(modes: dict[str, ModeResult]) -> list[str]:
