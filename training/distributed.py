@@ -257,6 +257,80 @@ def _tail(path: Path, chars: int = 2000) -> str:
         return ""
 
 
+class _LocalRanks:
+    """The processes of a run on this machine: rank 0's stdout carries the progress, every
+    other output goes to log files in `logs`, shown when a rank fails."""
+
+    def __init__(self, command: list[str], nproc: int, logs: Path) -> None:
+        self.command, self.nproc, self.logs = command, nproc, logs
+        self.procs: list[subprocess.Popen[str]] = []
+        self.files: list[IO[str]] = []
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        port = free_port()
+        for rank in range(self.nproc):
+            env = {
+                **os.environ,
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+                "RANK": str(rank),
+                "WORLD_SIZE": str(self.nproc),
+                "LOCAL_RANK": str(rank),
+                "LOCAL_WORLD_SIZE": str(self.nproc),
+            }
+            err = (self.logs / f"rank{rank}.err").open("w")
+            self.files.append(err)
+            out: IO[str] | int = subprocess.PIPE
+            if rank > 0:
+                out = (self.logs / f"rank{rank}.out").open("w")
+                self.files.append(out)
+            self.procs.append(
+                subprocess.Popen(
+                    self.command, stdout=out, stderr=err, env=env, cwd=self.logs, text=True
+                )
+            )
+            if rank == 0:
+                assert self.procs[0].stdout is not None
+                self.reader = threading.Thread(
+                    target=_read_lines, args=(self.procs[0].stdout, self.lines), daemon=True
+                )
+                self.reader.start()
+
+    def stop(self) -> None:
+        """End every rank still running (politely, then not) and close their outputs."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.reader is not None:
+            self.reader.join(10)  # the pipe ends with rank 0
+        for f in self.files:
+            f.close()
+        if self.procs and self.procs[0].stdout is not None:
+            self.procs[0].stdout.close()
+
+    def check(self, final: Progress | None) -> None:
+        """TrainingFailed, with the failing rank's last output, unless every rank succeeded."""
+        codes = [proc.returncode for proc in self.procs]
+        if final is not None and final.phase != "failed" and not any(codes):
+            return
+        bad = next((r for r, code in enumerate(codes) if code), 0)
+        why = final.message if final is not None and final.phase == "failed" else ""
+        detail = _tail(self.logs / f"rank{bad}.err") or _tail(self.logs / f"rank{bad}.out")
+        raise TrainingFailed(
+            f"distributed training failed (exit codes {codes})"
+            + (f": {why}" if why else "")
+            + (f"\nrank {bad}: {detail}" if detail else "")
+        )
+
+
 def train_distributed(
     repo: Path,
     store_dir: Path,
@@ -281,67 +355,15 @@ def train_distributed(
     command = training_command(
         "--repo", str(repo), "--store", str(store_dir), "--nice", "0", "--config", config
     )
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="completiond-ddp-") as tmp:
-        logs = Path(tmp)
-        procs: list[subprocess.Popen[str]] = []
-        files: list[IO[str]] = []
-        lines: queue.Queue[str | None] = queue.Queue()
-        reader: threading.Thread | None = None
+        ranks = _LocalRanks(command, nproc, Path(tmp))
         try:
-            for rank in range(nproc):
-                env = {
-                    **os.environ,
-                    "MASTER_ADDR": "127.0.0.1",
-                    "MASTER_PORT": str(port),
-                    "RANK": str(rank),
-                    "WORLD_SIZE": str(nproc),
-                    "LOCAL_RANK": str(rank),
-                    "LOCAL_WORLD_SIZE": str(nproc),
-                }
-                # Rank 0's stdout is the progress; the rest goes to logs, shown on failure.
-                err = (logs / f"rank{rank}.err").open("w")
-                files.append(err)
-                out: IO[str] | int = subprocess.PIPE
-                if rank > 0:
-                    out = (logs / f"rank{rank}.out").open("w")
-                    files.append(out)
-                procs.append(
-                    subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=logs, text=True)
-                )
-                if rank == 0:
-                    assert procs[0].stdout is not None
-                    reader = threading.Thread(
-                        target=_read_lines, args=(procs[0].stdout, lines), daemon=True
-                    )
-                    reader.start()
-            final = _follow(procs, lines, on_progress)
+            ranks.start()
+            final = _follow(ranks.procs, ranks.lines, on_progress)
         finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            if reader is not None:
-                reader.join(10)  # the pipe ends with rank 0
-            for f in files:
-                f.close()
-            if procs and procs[0].stdout is not None:
-                procs[0].stdout.close()
-        codes = [proc.returncode for proc in procs]
-        if final is None or final.phase == "failed" or any(codes):
-            bad = next((r for r, code in enumerate(codes) if code), 0)
-            why = final.message if final is not None and final.phase == "failed" else ""
-            detail = _tail(logs / f"rank{bad}.err") or _tail(logs / f"rank{bad}.out")
-            raise TrainingFailed(
-                f"distributed training failed (exit codes {codes})"
-                + (f": {why}" if why else "")
-                + (f"\nrank {bad}: {detail}" if detail else "")
-            )
+            ranks.stop()
+        ranks.check(final)
+    assert final is not None
     on_progress(final)
     bundle = load_bundle(ModelStore(store_dir).bundles_dir / final.version)
     return RunResult(bundle, final.phase == "done", str(bundle.meta.get("reason", "")))
