@@ -141,7 +141,7 @@ class Decoder:
         surest = max((conf for _, conf in retrieved), default=0.0)
         if copied and surest >= start_below:
             return postprocess([], query, retrieved, declined=declined)
-        logits, state = self.states.read(query.prefix, query.document)
+        logits, state = self.states.read(query.prefix, query.document, query.cancelled)
         lines: list[tuple[str, float]] = []
         if not copied:
             search = self._sample if sampling else self._beam_search

@@ -184,7 +184,9 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
         if len(request.text) > self.limits.max_prefix_chars:
             raise InvalidRequest(f"text has more than {self.limits.max_prefix_chars:,} characters")
         states = self.slot.get().decoder.states
-        states.warm(request.text, document_key(request))  # interleaves with decodes per chunk
+        cancelled = threading.Event()
+        context.add_callback(cancelled.set)  # a long read stops when the client gives up
+        states.warm(request.text, document_key(request), cancelled)  # interleaves with decodes
         return pb.WarmResponse(chars_read=min(len(request.text), states.config.warm_chars))
 
     def Feedback(
