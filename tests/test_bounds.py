@@ -1,5 +1,5 @@
-"""Bounds a client cannot push the daemon past. A real daemon on a real socket, through the
-client."""
+"""Bounds a client cannot push the daemon past: key lengths, long reads it gave up on, and the
+characters a suggestion may contain. A real daemon on a real socket, through the client."""
 
 from __future__ import annotations
 
@@ -23,6 +23,26 @@ from completiond.v1 import completion_pb2 as pb
 
 def client_for(daemon: Daemon) -> Client:
     return Client(daemon.server.address, timeout_s=30)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"document_id": "d" * 4_097}, "document_id has 4,097 characters; at most 4,096"),
+        ({"path": "p" * 5_000}, "path has 5,000 characters; at most 4,096"),
+    ],
+)
+def test_long_document_keys_are_refused(
+    running_daemon: Daemon, fields: dict[str, str], message: str
+) -> None:
+    with client_for(running_daemon) as client:
+        for call in (client.complete, client.warm):
+            with pytest.raises(grpc.RpcError) as err:
+                call("x = 1", **fields)  # type: ignore[operator]
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert message in err.value.details()
+        client.complete("x = 1", document_id="d" * 4_096, path="p" * 4_096)  # at the limit
+    assert len(running_daemon.slot.get().decoder.states) == 1
 
 
 @pytest.fixture
