@@ -128,7 +128,7 @@ class ModelStore:
         meta = {**meta, "format": FORMAT}
         names = [*REQUIRED_FILES, *([WEIGHTS_FILE] if (staging / WEIGHTS_FILE).exists() else [])]
         meta["sha256"] = {name: sha256_file(staging / name) for name in names}
-        _write_durably(staging / META_FILE, json.dumps(meta, indent=2, sort_keys=True))
+        write_durably(staging / META_FILE, json.dumps(meta, indent=2, sort_keys=True))
         final = self.bundles_dir / meta["version"]
         os.replace(staging, final)
         bundle = load_bundle(final)  # never point `current` at something that does not verify
@@ -138,7 +138,7 @@ class ModelStore:
         return bundle
 
     def set_current(self, version: str) -> None:
-        _write_durably(self.root / "current", version + "\n")
+        write_durably(self.root / "current", version + "\n")
 
     def prune(self) -> None:
         """Drop the oldest bundles beyond `keep` and stale staging directories."""
@@ -153,12 +153,19 @@ class ModelStore:
                 shutil.rmtree(stale, ignore_errors=True)
 
 
-def _write_durably(path: Path, text: str) -> None:
-    """Write via a temporary file + fsync + rename, so the file is either old or new, never torn."""
+def write_durably(path: Path, text: str, mode: int = 0o666) -> None:
+    """Write via a temporary file + fsync + rename, so the file is either old or new, never torn;
+    the file is created with `mode` (less the umask), so a private one is never readable by
+    others, not even for a moment. A failed write leaves no temporary file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
