@@ -1,5 +1,6 @@
-"""Bounds a client cannot push the daemon past: key lengths, long reads it gave up on, and the
-characters a suggestion may contain. A real daemon on a real socket, through the client."""
+"""Bounds a client (or a repository file) cannot push the daemon past: key lengths, long reads
+the client gave up on, the characters a suggestion may contain. A real daemon on a real socket,
+through the client."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ import pytest
 
 from completiond.clients.client import Client
 from completiond.daemon.daemon import Daemon, DaemonConfig
+from completiond.daemon.retrieval import RetrievalConfig
 from completiond.daemon.server import ServerConfig
 from completiond.daemon.state_cache import ContextConfig
 from completiond.daemon.watcher import WatchConfig
 from completiond.training.bundle import ModelStore
 from completiond.v1 import completion_pb2 as pb
+
+from .conftest import TINY_MODEL, TINY_TRAIN, git, make_repo
 
 
 def client_for(daemon: Daemon) -> Client:
@@ -76,3 +80,70 @@ def test_a_warm_the_client_gave_up_on_stops_reading(deep_warming_daemon: Daemon)
         assert time.monotonic() < deadline, "the Warm handler did not return"
         time.sleep(0.01)
     assert len(deep_warming_daemon.slot.get().decoder.states) == 0  # stopped, nothing kept
+
+
+# Lines of a repository file with characters no suggestion may show, each after a start the
+# file repeats (so retrieval copies the rest and the model learns it): ESC (a terminal escape),
+# a lone CR (training reads it as a line break; it reaches retrieval through the current file),
+# BEL and a C1 control, the line separator, a bidirectional override and isolate.
+HOSTILE = (
+    'def paint_{i}(name):\n    label = "red\x1b[0m" + name\n    bar = "50%\r100%"\n'
+    '    bell = "ding\x07\x85"\n    lines = "one\u2028two"\n'
+    '    user = "admin\u202e\u2066 # check\u2069"\n    return label\n\n\n'
+)
+UNSHOWN = "\x1b\r\x07\x85\u2028\u202e\u2066\u2069"
+STARTS = [
+    '    label = "re',
+    '    bar = "50',
+    '    bell = "di',
+    '    lines = "on',
+    '    user = "adm',
+    'def paint_7(name):\n    label = "',
+    # The current file as a client sends it: the lone CR reaches retrieval this way.
+    "".join(HOSTILE.format(i=i) for i in range(3)) + 'def paint_9(name):\n    bar = "5',
+]
+
+
+@pytest.fixture(scope="module")
+def hostile_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModelStore]:
+    """A tiny model and index trained on a repository with such a file."""
+    from completiond.training.model import ModelConfig
+    from completiond.training.run import train_repository
+    from completiond.training.train import TrainConfig
+
+    repo = make_repo(tmp_path_factory.mktemp("hostile") / "project", files=2)
+    (repo / "paint.py").write_text("".join(HOSTILE.format(i=i) for i in range(60)))
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "paint")
+    store = ModelStore(tmp_path_factory.mktemp("hostile-store"))
+    train_repository(repo, store, ModelConfig(**TINY_MODEL), TrainConfig(minutes=5, **TINY_TRAIN))
+    learnt = store.current().tokenizer.chars
+    assert all(ch in learnt for ch in UNSHOWN.replace("\r", ""))  # the model may emit them
+    return repo, store
+
+
+@pytest.mark.parametrize("retrieval", [True, False], ids=["retrieval", "model-only"])
+def test_suggestions_never_carry_control_characters(
+    hostile_store: tuple[Path, ModelStore], tmp_path: Path, retrieval: bool
+) -> None:
+    repo, store = hostile_store
+    daemon = Daemon(
+        DaemonConfig(
+            repo=repo,
+            store=store.root,
+            server=ServerConfig(socket_path=tmp_path / "d.sock", grace_s=1.0),
+            retrieval=RetrievalConfig(enabled=retrieval),
+            watch=WatchConfig(enabled=False),
+        )
+    )
+    daemon.start(io.StringIO())
+    try:
+        texts = []
+        with client_for(daemon) as client:
+            for start in STARTS:
+                reply = client.complete(start, n=4, max_chars=40)
+                texts += [c.text for c in reply.candidates]
+    finally:
+        daemon.close()
+    assert texts
+    assert [t for t in texts if any(ch in UNSHOWN for ch in t)] == []
