@@ -96,6 +96,15 @@ def document_key(request: pb.CompleteRequest | pb.WarmRequest) -> str:
     return request.document_id or request.path
 
 
+def cancellation(context: grpc.ServicerContext) -> threading.Event:
+    """Set once the client cancels or the deadline passes, also when that happened already
+    (an RPC that waited for a worker thread past its deadline registers no callback)."""
+    cancelled = threading.Event()
+    if not context.add_callback(cancelled.set):
+        cancelled.set()
+    return cancelled
+
+
 def check_keys(request: pb.CompleteRequest | pb.WarmRequest, limits: RequestLimits) -> None:
     """InvalidRequest when document_id or path is longer than `max_key_chars`."""
     for name in ("document_id", "path"):
@@ -182,8 +191,7 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
         if remaining is not None and remaining <= 0:  # an answer in microseconds is still late
             raise DeadlineExceeded("the request's deadline passed before it was served")
         model = self.slot.get()  # one model for the whole request, even across a swap
-        cancelled = threading.Event()
-        context.add_callback(cancelled.set)  # the client cancelled, or the deadline passed
+        cancelled = cancellation(context)
         query = validate(request, self.limits, model.decoder.config.default_max_chars, cancelled)
         with self._decoding.decode(ticket) as busy:
             candidates = model.decoder.complete(replace(query, light=busy))
@@ -199,9 +207,8 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
         if len(request.text) > self.limits.max_prefix_chars:
             raise InvalidRequest(f"text has more than {self.limits.max_prefix_chars:,} characters")
         states = self.slot.get().decoder.states
-        cancelled = threading.Event()
-        context.add_callback(cancelled.set)  # a long read stops when the client gives up
-        states.warm(request.text, document_key(request), cancelled)  # interleaves with decodes
+        # Interleaves with decodes per span; stops when the client gives up.
+        states.warm(request.text, document_key(request), cancellation(context))
         return pb.WarmResponse(chars_read=min(len(request.text), states.config.warm_chars))
 
     def Feedback(
