@@ -35,6 +35,12 @@ _SHAPE_TOKEN = re.compile(r"[A-Za-z_]\w*|\d+|\S")
 _TYPING_NAME = re.compile(r"(?<!\w)[A-Za-z_]\w*$")  # a name the cursor stands at the end of
 _WORD = re.compile(r"\w*")
 SHAPE_RANK = 3  # Found.rank of a line of the same shape in the current file
+# Characters no suggestion may contain, wherever it comes from (a repository file, the model):
+# it reaches a terminal (`completiond complete`, the shells) or an editor. C0 and C1 controls
+# but tab and the line break (ESC starts terminal escapes, CR overwrites the line), DEL, the
+# Unicode line and paragraph separators, and the bidirectional embeddings, overrides and
+# isolates that make code read otherwise than it runs ("Trojan Source").
+UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 # Logistic weights for the features of `features` (bench/calibrate.py prints a refit).
 DEFAULT_WEIGHTS = (-0.406, 2.149, 1.543, 0.557, 0.046, 0.189, -0.636, 0.245, 0.667, 0.653, 0.909)
@@ -328,6 +334,19 @@ def features(found: Found, document_weight: float) -> list[float]:
     ]
 
 
+def showable(scored: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Each text cut before its first UNSHOWABLE character (a start of a line is at least as
+    likely as the line), empty ones left out, each text once where it first came, with the
+    highest confidence it had."""
+    out: dict[str, float] = {}
+    for text, confidence in scored:
+        match = UNSHOWABLE.search(text)
+        cut = text[: match.start()] if match else text
+        if cut:
+            out[cut] = max(out.get(cut, 0.0), confidence)
+    return list(out.items())
+
+
 def lead_gate(below: float, min_confidence: float) -> float:
     """A candidate confidence under which shorter suggestions may lead: `below`, or the client's
     threshold when higher (a line it will not show cannot keep one it would show from leading);
@@ -402,9 +421,13 @@ class Retriever:
         shorter candidate (a shared start, at least as confident as the wholes that begin with
         it, or the end of the name typed) expected to save the most keystrokes (confidence x
         length) among those the client shows leads if it is expected to save more than the best
-        whole line the client shows."""
+        whole line the client shows. Texts stop before any UNSHOWABLE character."""
         if not self.config.enabled:
             return []
+        return showable(self._ranked(prefix, suffix, min_confidence))
+
+    def _ranked(self, prefix: str, suffix: str, min_confidence: float) -> list[tuple[str, float]]:
+        """The candidates as found, in their order (see `candidates`)."""
         found, tallies = self._lookup(prefix, suffix)
         wholes = sorted(((f.text, self.confidence(f)) for f in found.values()), key=lambda s: -s[1])
         if not wholes or wholes[0][1] < lead_gate(self.config.shared_below, min_confidence):

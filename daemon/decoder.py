@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from completiond.completion.declined import DECLINED_BELOW, DeclinedSuggestions, without_declined
-from completiond.completion.retrieval import Retriever, lead_gate
+from completiond.completion.retrieval import UNSHOWABLE, Retriever, lead_gate
 from completiond.core.errors import Cancelled
 from completiond.core.tokenizer import UNK_ID, CharTokenizer
 
@@ -69,10 +69,18 @@ class Query:
     history: bool = True  # remember suggestions typed through in `document` (declined.py)
 
 
-def _printable(logp: np.ndarray) -> np.ndarray:
-    """[B,V] log-probabilities without the unknown symbol (it has no text to show), in place:
-    pass an array you own. The graph already normalised them; the unknown's share is dropped."""
-    logp[:, UNK_ID] = -np.inf
+def _unshown_ids(tokenizer: CharTokenizer) -> np.ndarray:
+    """[V] bool: the ids the model may not emit, the unknown symbol (it has no text to show) and
+    the characters no suggestion may contain (retrieval.UNSHOWABLE)."""
+    unshown = np.array([False, *(bool(UNSHOWABLE.match(ch)) for ch in tokenizer.chars)])
+    unshown[UNK_ID] = True
+    return unshown
+
+
+def _printable(logp: np.ndarray, unshown: np.ndarray) -> np.ndarray:
+    """[B,V] log-probabilities without the `unshown` ids, in place: pass an array you own. The
+    graph already normalised them; the share of those dropped is lost."""
+    logp[:, unshown] = -np.inf
     return logp
 
 
@@ -101,6 +109,7 @@ class Decoder:
         self.config = config or DecoderConfig()
         self.retriever = retriever
         self.newline = tokenizer.newline_id
+        self.unshown = _unshown_ids(tokenizer)
         # Kept by the caller across models when given (the user's choices outlive a retrain).
         self.declined = (
             declined
@@ -141,7 +150,7 @@ class Decoder:
         surest = max((conf for _, conf in retrieved), default=0.0)
         if copied and surest >= start_below:
             return postprocess([], query, retrieved, declined=declined)
-        logits, state = self.states.read(query.prefix, query.document)
+        logits, state = self.states.read(query.prefix, query.document, query.cancelled)
         lines: list[tuple[str, float]] = []
         if not copied:
             search = self._sample if sampling else self._beam_search
@@ -171,8 +180,8 @@ class Decoder:
             _check(query)
             logp = logits[0]  # [V], read only: the state cache may hold these logits
             token = int(np.argmax(logp))
-            if token == UNK_ID:  # no text to show: the likeliest printable character
-                token = int(np.argmax(_printable(logits[:1].copy())[0]))
+            if self.unshown[token]:  # not to be shown: the likeliest printable character
+                token = int(np.argmax(_printable(logits[:1].copy(), self.unshown)[0]))
             if token == self.newline:
                 break
             logp_sum += float(logp[token])
@@ -196,7 +205,7 @@ class Decoder:
         finished: ScoredLines = []  # best first, at most `width`
         for step in range(query.max_chars):
             _check(query)
-            logp = _printable(logits + scores[:, None])  # [B,V]
+            logp = _printable(logits + scores[:, None], self.unshown)  # [B,V]
             if step:  # lines that end here (an empty line is no suggestion)
                 floor = finished[-1][1] if len(finished) == width else -np.inf
                 ends = logp[:, self.newline]  # [B]
@@ -237,7 +246,7 @@ class Decoder:
         live = np.ones(n, dtype=bool)
         for _ in range(query.max_chars):
             _check(query)
-            logp = _printable(logits.copy())  # [n,V]
+            logp = _printable(logits.copy(), self.unshown)  # [n,V]
             # Gumbel-max: one draw per row from softmax(logp / temperature).
             tokens = np.argmax(logp / query.temperature + rng.gumbel(size=logp.shape), axis=1)
             scores[live] += logp[live, tokens[live]]

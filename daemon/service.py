@@ -38,6 +38,9 @@ class RequestLimits:
     max_temperature: float = 5.0
     max_prefix_chars: int = 1_000_000  # larger prefixes are refused; the model reads a tail
     max_suffix_chars: int = 1_000_000
+    # document_id and path: an editor's URI or a file path (PATH_MAX is 4096 on Linux). Both key
+    # the daemon's per-document memory, so a client cannot make one key cost much.
+    max_key_chars: int = 4_096
     # Decodes running at once. Decoding is Python between engine calls, so concurrent decodes
     # only convoy on the GIL (bench/latency.py, 16 clients on 2 cores: 268/s with 8 at once,
     # 376/s with 2, 384/s with 1; 4 clients: 282, 337, 466/s). RPC threads stay free for I/O.
@@ -93,6 +96,25 @@ def document_key(request: pb.CompleteRequest | pb.WarmRequest) -> str:
     return request.document_id or request.path
 
 
+def cancellation(context: grpc.ServicerContext) -> threading.Event:
+    """Set once the client cancels or the deadline passes, also when that happened already
+    (an RPC that waited for a worker thread past its deadline registers no callback)."""
+    cancelled = threading.Event()
+    if not context.add_callback(cancelled.set):
+        cancelled.set()
+    return cancelled
+
+
+def check_keys(request: pb.CompleteRequest | pb.WarmRequest, limits: RequestLimits) -> None:
+    """InvalidRequest when document_id or path is longer than `max_key_chars`."""
+    for name in ("document_id", "path"):
+        chars = len(getattr(request, name))
+        if chars > limits.max_key_chars:
+            raise InvalidRequest(
+                f"{name} has {chars:,} characters; at most {limits.max_key_chars:,} are accepted"
+            )
+
+
 def validate(
     request: pb.CompleteRequest,
     limits: RequestLimits,
@@ -123,6 +145,7 @@ def validate(
         )
     if len(request.suffix) > limits.max_suffix_chars:
         raise InvalidRequest(f"suffix has more than {limits.max_suffix_chars:,} characters")
+    check_keys(request, limits)
     return Query(
         prefix=request.prefix,
         suffix=request.suffix,
@@ -168,8 +191,7 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
         if remaining is not None and remaining <= 0:  # an answer in microseconds is still late
             raise DeadlineExceeded("the request's deadline passed before it was served")
         model = self.slot.get()  # one model for the whole request, even across a swap
-        cancelled = threading.Event()
-        context.add_callback(cancelled.set)  # the client cancelled, or the deadline passed
+        cancelled = cancellation(context)
         query = validate(request, self.limits, model.decoder.config.default_max_chars, cancelled)
         with self._decoding.decode(ticket) as busy:
             candidates = model.decoder.complete(replace(query, light=busy))
@@ -181,10 +203,12 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
     def Warm(self, request: pb.WarmRequest, context: grpc.ServicerContext) -> pb.WarmResponse:
         if not document_key(request):
             raise InvalidRequest("Warm needs a document_id or a path to file the state under")
+        check_keys(request, self.limits)
         if len(request.text) > self.limits.max_prefix_chars:
             raise InvalidRequest(f"text has more than {self.limits.max_prefix_chars:,} characters")
         states = self.slot.get().decoder.states
-        states.warm(request.text, document_key(request))  # interleaves with decodes per chunk
+        # Interleaves with decodes per span; stops when the client gives up.
+        states.warm(request.text, document_key(request), cancellation(context))
         return pb.WarmResponse(chars_read=min(len(request.text), states.config.warm_chars))
 
     def Feedback(
