@@ -17,6 +17,7 @@ from google.protobuf.json_format import MessageToDict
 from completiond.completion.retrieval import RetrievalConfig
 from completiond.core.bundle import ModelStore
 from completiond.core.errors import CompletiondError, DaemonUnreachable, InvalidRequest
+from completiond.core.limits import MAX_COMPLETION_CHARS
 from completiond.core.locations import default_store_dir, repo_root
 from completiond.core.progress import Progress, ProgressBar
 from completiond.core.version import __version__
@@ -225,7 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suffix", default="", help="text after the cursor")
     p.add_argument("--path", default="", help="file being edited (a language hint, never read)")
     p.add_argument("-n", type=int, default=1, help="number of candidates (default: 1, max 16)")
-    p.add_argument("--max-chars", type=int, default=0, help="longest completion (default: 80)")
+    p.add_argument(
+        "--max-chars",
+        type=int,
+        default=0,
+        help=f"longest completion (default: 80, max {MAX_COMPLETION_CHARS})",
+    )
     p.add_argument(
         "--temperature", type=float, default=0.0, help="0 = deterministic (default); > 0 samples"
     )

@@ -31,6 +31,7 @@ from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
 from completiond.core.errors import CompletiondError, DaemonUnreachable
+from completiond.core.limits import MAX_COMPLETION_CHARS
 from completiond.core.locations import repo_root
 from completiond.core.version import __version__
 from completiond.v1 import completion_pb2 as pb
@@ -639,7 +640,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_connection_options(parser)
     parser.add_argument(
-        "--max-chars", type=int, default=80, help="longest completion (default: 80, max 400)"
+        "--max-chars",
+        type=int,
+        default=80,
+        help=f"longest completion (default: 80, max {MAX_COMPLETION_CHARS})",
     )
     parser.add_argument(
         "--min-confidence",
@@ -656,8 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     """Serve LSP on stdin/stdout until the editor exits: 0 after a shutdown request, else 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not 1 <= args.max_chars <= 400:
-        parser.error("--max-chars must be between 1 and 400")
+    if not 1 <= args.max_chars <= MAX_COMPLETION_CHARS:
+        parser.error(f"--max-chars must be between 1 and {MAX_COMPLETION_CHARS}")
     if not 0 <= args.min_confidence <= 1:
         parser.error("--min-confidence must be between 0 and 1")
     try:
