@@ -19,6 +19,7 @@ import grpc
 
 from completiond.completion.retrieval import DEFAULT_WEIGHTS
 from completiond.core.errors import DeadlineExceeded, InvalidRequest
+from completiond.core.limits import MAX_COMPLETION_CHARS
 from completiond.core.version import __version__
 from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
@@ -34,7 +35,7 @@ from .watcher import RepoWatcher
 @dataclass
 class RequestLimits:
     max_candidates: int = 16
-    max_chars: int = 400
+    max_chars: int = MAX_COMPLETION_CHARS
     max_temperature: float = 5.0
     max_prefix_chars: int = 1_000_000  # larger prefixes are refused; the model reads a tail
     max_suffix_chars: int = 1_000_000

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from completiond.clients.cli import build_parser
 from completiond.clients.lsp import build_parser as build_lsp_parser
+from completiond.clients.parser import build_parser
 from completiond.core.bundle import ModelStore
 
 from .conftest import TINY_MODEL, TlsFiles, make_repo

@@ -32,7 +32,8 @@ import pytest
 from lsprotocol import types
 
 from completiond.clients.client import Client
-from completiond.clients.lsp import FeedbackTracker, Shown, plan_edit
+from completiond.clients.lsp_edits import plan_edit
+from completiond.clients.lsp_feedback import FeedbackTracker, Shown
 from completiond.completion.retrieval import RetrievalConfig
 from completiond.core.bundle import ModelStore
 from completiond.daemon.access import create_token, read_tls_key_pair

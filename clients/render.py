@@ -1,0 +1,102 @@
+"""`completiond status` for people: the status (the daemon's `StatusResponse` as JSON field
+names, or what the store says when no daemon runs) as aligned `name value` rows."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+Row = tuple[str, str]
+
+
+def print_status(status: dict[str, Any]) -> None:
+    for key, value in status_rows(status):
+        print(f"{key:<11} {value}")
+
+
+def status_rows(status: dict[str, Any]) -> list[Row]:
+    """Where things are, the model, then (with a daemon) what the daemon is doing."""
+    rows = [("repository", status["repo"]), ("store", status["store"])]
+    daemon = status.get("listenAddress")
+    up = f"{daemon} (pid {status.get('pid')}, up {status.get('uptimeSeconds', 0):.0f} s)"
+    rows.append(("daemon", up if daemon else "not running"))
+    rows += _model_rows(status.get("model"))
+    if status.get("versions"):
+        rows.append(("bundles", ", ".join(status["versions"])))
+    if daemon:
+        rows += _daemon_rows(status)
+    return rows
+
+
+def _model_rows(model: dict[str, Any] | None) -> list[Row]:
+    if not model:
+        return [("model", "none yet")]
+    commit = f", commit {model['commit'][:12]}" if model.get("commit") else ""
+    return [
+        (
+            "model",
+            f"{model['version']} ({_age(model['createdUnix'])} old), "
+            f"{int(model['parameters']):,} parameters, "
+            f"validation {model['valBpc']:.3f} bits/char",
+        ),
+        (
+            "corpus",
+            f"{model['trainFiles']} training files ({int(model['trainChars']):,} chars), "
+            f"{model['valFiles']} validation files{commit}",
+        ),
+    ]
+
+
+def _age(created_unix: float) -> str:
+    minutes = max(0, int((time.time() - created_unix) / 60))
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h"
+
+
+def _daemon_rows(status: dict[str, Any]) -> list[Row]:
+    watching = "on" if status.get("watching") else "off"
+    last = status.get("lastTrainingResult") or "none in this session"
+    rows = [
+        ("watching", f"{watching} ({status.get('fileEvents', 0)} file events)"),
+        ("training", f"{status['trainingState']}; last run: {last}"),
+        ("requests", f"{status['requestsTotal']} ({status['requestsFailed']} failed)"),
+    ]
+    rows += [("feedback", _feedback_line(entry)) for entry in status.get("feedback", [])]
+    if status.get("executionProvider"):
+        rows.append(("provider", status["executionProvider"]))
+    if "retrieval" in status:
+        rows.append(("retrieval", _retrieval_line(status["retrieval"])))
+    return rows
+
+
+def _feedback_line(entry: dict[str, Any]) -> str:
+    """One editor's counts of what became of the suggestions it showed."""
+    shown = int(entry["shown"])
+    taken = int(entry["accepted"]) + int(entry["partiallyAccepted"])
+    rate = f"{100 * taken / shown:.0f}% accepted" if shown else "none shown"
+    return (
+        f"{entry['client']}: {shown} shown, {entry['accepted']} accepted, "
+        f"{entry['partiallyAccepted']} partly, {entry['dismissed']} dismissed ({rate})"
+    )
+
+
+def _retrieval_line(info: dict[str, Any]) -> str:
+    declined = float(info.get("declinedBelow", 0))
+    typed_through = (
+        f"; a suggestion typed through below confidence {declined:g} comes back as its first word"
+        if declined > 0
+        else "; a suggestion typed through is offered whole again"
+    )
+    if not info.get("enabled"):
+        return "off (the model alone)" + typed_through
+    chars = int(info.get("indexedChars", 0))
+    index = (
+        f"index of {chars:,} chars ({int(info['indexedPlaces']):,} places)"
+        if chars
+        else "no repository index yet (the current file only)"
+    )
+    below = float(info.get("modelBelow", 0))
+    model = f"below confidence {below:g}" if below > 0 else "when nothing is found"
+    fitted = "fitted to this repository" if info.get("calibrated") else "the defaults"
+    start = float(info.get("startBelow", 0))
+    starts = f", and for a start below confidence {start:g}" if start > 0 else ""
+    return f"{index}; confidences: {fitted}; the model runs {model}{starts}{typed_through}"
