@@ -39,7 +39,7 @@ from completiond.v1 import completion_pb2 as pb
 
 from .client import Client, Connection, add_connection_options, connection
 from .lsp_edits import Planned, Suggestion, completion_items, inline_items, plan_edits
-from .lsp_feedback import Event, FeedbackTracker, Shown
+from .lsp_feedback import Event, FeedbackTracker, Shown, feedback_name
 
 CANDIDATES = 3  # asked per request: inline completion cycles through them, completion lists them
 COMPLETE_TIMEOUT_S = 5.0  # a completion later than this is no longer wanted
@@ -134,7 +134,7 @@ class CompletionBridge(LanguageServer):
 
     def on_initialize(self, params: types.InitializeParams) -> None:
         name = params.client_info.name if params.client_info else ""
-        self.client_name = "-".join(name.lower().split())[:32] or "lsp"
+        self.client_name = feedback_name(name)
 
     # Feedback: a suggestion shown is followed through the changes after it (FeedbackTracker);
     # an accepted item also runs ACCEPTED_COMMAND with its document's URI, where the editor runs

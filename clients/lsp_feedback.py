@@ -3,6 +3,7 @@ partially accepted or dismissed) for the daemon's feedback counts. Pure, unit-te
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -15,6 +16,13 @@ CLOSERS = ")]}\"'`"  # what editors add after the cursor when an opening bracket
 
 Outcome = Literal["accepted", "partially_accepted", "dismissed"]
 Event = Literal["shown", "accepted", "partially_accepted", "dismissed"]
+
+
+def feedback_name(editor: str) -> str:
+    """The name feedback is counted under for an editor ("Visual Studio Code" ->
+    "visual-studio-code"): the daemon accepts 1-32 of A-Z a-z 0-9 . _ + - (names are printed
+    in terminals), so anything else becomes a dash rather than a refused report."""
+    return re.sub(r"[^a-z0-9._+]+", "-", editor.lower()).strip("-")[:32] or "lsp"
 
 
 @dataclass(frozen=True)

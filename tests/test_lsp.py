@@ -33,7 +33,7 @@ from lsprotocol import types
 
 from completiond.clients.client import Client
 from completiond.clients.lsp_edits import plan_edit
-from completiond.clients.lsp_feedback import FeedbackTracker, Shown
+from completiond.clients.lsp_feedback import FeedbackTracker, Shown, feedback_name
 from completiond.completion.retrieval import RetrievalConfig
 from completiond.core.bundle import ModelStore
 from completiond.daemon.access import create_token, read_tls_key_pair
@@ -650,3 +650,22 @@ def test_a_request_for_a_document_never_opened_is_answered_empty(
     assert lsp.call("textDocument/inlineCompletion", inline_params(uri, 0, 0))["items"] == []
     assert lsp.stop() == 0
     assert "Traceback" not in lsp.log()
+
+
+@pytest.mark.parametrize(
+    ("editor", "name"),
+    [
+        ("Visual Studio Code", "visual-studio-code"),
+        ("Neovim", "neovim"),
+        ("Zed (préversion) [beta]", "zed-pr-version-beta"),
+        ("emacs+eglot 1.17", "emacs+eglot-1.17"),
+        ("", "lsp"),
+        ("<<>>", "lsp"),
+        ("x" * 50, "x" * 32),
+    ],
+)
+def test_every_editor_name_is_one_the_daemon_accepts_for_feedback(editor: str, name: str) -> None:
+    from completiond.daemon.feedback import _CLIENT_NAME
+
+    assert feedback_name(editor) == name
+    assert _CLIENT_NAME.fullmatch(feedback_name(editor))
