@@ -56,15 +56,15 @@ class RetrievalConfig:
     # characters saved is largest) is offered when no candidate is at least this confident (or
     # as confident as the request's min_confidence, when higher), and leads when it is expected
     # to save more keystrokes (0: never; above 1: always). Higher trades exact whole lines for
-    # keystrokes saved. 0.1 instead of 0.02: -0.4 to -1.4 exact-match points, +1.1 to +2.4
-    # keystroke points, with typed-through suggestions cut (a wrong whole line costs little).
-    # Editors ask 0.6 or more: for them the gate is their threshold.
+    # keystrokes saved (`bench/quality.py --start-below` measures the trade); low, because with
+    # typed-through suggestions cut a wrong whole line costs little. Editors ask 0.6 or more:
+    # for them the gate is their threshold.
     start_below: float = 0.02
     max_candidates: int = 16  # whole continuations collected, most specific contexts first
     min_anchor_chars: int = 2  # shortest context (after the line's start) worth looking up
     # Occurrences read per context, in the index (an even sample beyond) and in the current file.
-    # 50 in the index is 11-20% faster but makes confidences less sharp (C at 0.6: 84% right, not
-    # 92%); 50 in the file measured the same as 200.
+    # Fewer in the index is faster but makes confidences less sharp (`bench/retrieval_rules.py
+    # --set occurrences_read=50` compares).
     occurrences_read: int = 100
     document_occurrences: int = 200
     document_chars: int = 200_000  # of the current file searched, each side of the cursor

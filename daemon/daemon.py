@@ -135,8 +135,8 @@ class Daemon:
         the full budget continues from it in the background."""
         print("completiond: no model yet; training a quick first one", file=out, flush=True)
         bar = ProgressBar(out)
-        # All cores but one: torch's threads collapse (10x slower steps) when another process
-        # holds a core, and a user's machine is rarely idle.
+        # All cores but one: torch's threads collapse (steps many times slower) when another
+        # process holds a core, and a user's machine is rarely idle.
         job = self.runner.start(self.config.first_train_minutes, threads=FIRST_MODEL_THREADS)
         for progress in job.follow():
             if self._stop.is_set():

@@ -43,8 +43,8 @@ class RequestLimits:
     # the daemon's per-document memory, so a client cannot make one key cost much.
     max_key_chars: int = 4_096
     # Decodes running at once. Decoding is Python between engine calls, so concurrent decodes
-    # only convoy on the GIL (bench/latency.py, 16 clients on 2 cores: 268/s with 8 at once,
-    # 376/s with 2, 384/s with 1; 4 clients: 282, 337, 466/s). RPC threads stay free for I/O.
+    # only convoy on the GIL: one at a time serves more per second (bench/latency.py's
+    # throughput with 4 and 16 clients shows it). RPC threads stay free for I/O.
     concurrent_decodes: int = 1
 
 

@@ -12,8 +12,8 @@ from torch import nn
 class ModelConfig:
     vocab_size: int = 0  # set from the tokenizer
     embed_dim: int = 64  # characters need few dimensions; the LSTM does the work
-    # 1x256 serves 3.5x faster than 1x512, learns faster in the first 2 minutes and is only
-    # 0.07 bits/char behind after 5 (bench/bpc.py on stdlib code).
+    # 1x256 serves several times faster than 1x512, learns faster in the first minutes and is
+    # barely behind after 5 (bench/bpc.py and bench/scaling.py measure both).
     hidden_size: int = 256
     num_layers: int = 1  # a second layer gave no gain in that budget and doubles latency
     dropout: float = 0.1  # on the LSTM output; small corpora overfit within minutes

@@ -41,10 +41,11 @@ class TrainConfig:
     lr: float = 3e-3  # peak AdamW learning rate, cosine-decayed over the budget
     weight_decay: float = 0.01
     clip_norm: float = 1.0  # LSTMs on code see rare exploding gradients (long repeated runs)
-    # torch threads; 0 = all cores but one: 2 threads on 2 cores collapse (10x slower steps)
-    # as soon as another process is busy, which a user's machine usually is. 1 beside a daemon.
+    # torch threads; 0 = all cores but one: threads on every core collapse (steps many times
+    # slower) as soon as another process is busy, which a user's machine usually is. 1 beside a
+    # daemon.
     threads: int = 0
-    # Mixed precision: bf16 autocast where the CPU has native bf16 (1.7-1.9x faster, same loss);
+    # Mixed precision: bf16 autocast where the CPU has native bf16 (faster, same loss);
     # on a GPU bf16 where its LSTM kernels take it, else fp16 with loss scaling.
     bf16: bool = True
     eval_interval_s: float = 20.0  # seconds of training between validations
