@@ -213,7 +213,9 @@ def run_corpus(
     start = time.monotonic()
     store = ModelStore(scratch / f"{name}-product")
     if {"product", "model alone"} & args.systems:
-        budget = TrainConfig(minutes=args.minutes)
+        # With a step count, one validation at the end: the same weights whatever the timing.
+        steps = {"max_steps": args.max_steps, "eval_interval_s": 1e9} if args.max_steps else {}
+        budget = TrainConfig(minutes=args.minutes, threads=args.threads, **steps)
         bundle = train_repository(repo, store, ModelConfig(), budget).bundle
     if "product" in args.systems:
         # The index without the held-out files; the confidence weights the training run fitted
@@ -296,6 +298,16 @@ def run_corpus(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=5.0, help="training budget per model")
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=0,
+        help="stop the product's training after this many steps (0: the time budget alone); with "
+        "--threads, the same model on every run: to compare two versions of the code",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads (0: all cores but one)"
+    )
     parser.add_argument("--queries", type=int, default=500, help="held-out lines per corpus")
     parser.add_argument("--replay-lines", type=int, default=60, help="lines replayed per system")
     parser.add_argument(
