@@ -177,14 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--retrain-minutes",
         type=float,
         default=5.0,
-        help="budget of background retrains (after the first model, on changes, `retrain`), "
-        "in minutes (default: 5)",
+        help="budget of background retrains (after the first model, on changes: less for a "
+        "small change, `retrain`), in minutes (default: 5)",
     )
     _add_device(p, "device of the training runs")
     _add_retrieval(p)
     _add_typed_through(p)
     p.add_argument(
-        "--no-watch", action="store_true", help="do not retrain when the repository changes"
+        "--no-watch",
+        action="store_true",
+        help="do not follow saved files (index updated at start and after training runs only; "
+        "no retrain on changes)",
     )
     p.add_argument(
         "--watch-quiet",
@@ -489,6 +492,8 @@ def _print_status(status: dict[str, Any]) -> None:
             rows.append(("provider", status["executionProvider"]))
         if "retrieval" in status:
             rows.append(("retrieval", _retrieval_line(status["retrieval"])))
+            if status["retrieval"].get("enabled"):
+                rows.append(("index", _index_line(status["retrieval"])))
     for key, value in rows:
         print(f"{key:<11} {value}")
 
@@ -514,6 +519,22 @@ def _retrieval_line(info: dict[str, Any]) -> str:
     start = float(info.get("startBelow", 0))
     starts = f", and for a start below confidence {start:g}" if start > 0 else ""
     return f"{index}; confidences: {fitted}; the model runs {model}{starts}{typed_through}"
+
+
+def _index_line(info: dict[str, Any]) -> str:
+    """The index's freshness: what `serve` applied of the files saved."""
+    updated = float(info.get("indexUpdatedUnix", 0))
+    seconds = max(0, int(time.time() - updated))
+    when = f"updated {seconds} s ago" if seconds < 120 else f"updated {_age(updated)} ago"
+    rebuilds = int(info.get("indexRebuilds", 0))
+    rebuilding = ", one running" if info.get("indexRebuilding") else ""
+    error = f"; {info['indexError']}" if info.get("indexError") else ""
+    return (
+        f"{when if updated else 'not built yet'}; "
+        f"{int(info.get('indexPendingFiles', 0))} changed files pending; "
+        f"{int(info.get('indexUpdatedFiles', 0))} files updated since its last full build "
+        f"({rebuilds} full builds since start{rebuilding}){error}"
+    )
 
 
 def _offline_status(args: argparse.Namespace) -> dict[str, Any]:
