@@ -394,9 +394,8 @@ class LiveIndex:
 
     def _start_rebuild(self, covered: set[str]) -> None:
         """Under the lock: build the whole index again in a child process."""
-        self.rebuilds += 1
-        self._rebuilding = set(covered)
-        self._rebuild_batch = self._batches
+        if self._stopping:
+            return
         command = index_command("--repo", str(self.repo), "--out", str(self.path),
                                 "--nice", str(self.config.nice))  # fmt: skip
         log.info("rebuilding the repository index (%d files changed)", len(covered))
@@ -407,6 +406,9 @@ class LiveIndex:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
+        self.rebuilds += 1
+        self._rebuilding = set(covered)
+        self._rebuild_batch = self._batches
         threading.Thread(target=self._wait_rebuild, args=(self._child,), daemon=True).start()
 
     def _wait_rebuild(self, child: subprocess.Popen[bytes]) -> None:
