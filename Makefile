@@ -55,7 +55,7 @@ protos-check: install
 	diff -r -x __init__.py -x '*.proto' -x __pycache__ $$tmp/completiond/v1 $(PROTO_OUT) \
 		&& echo "generated code is up to date" && rm -rf $$tmp
 
-## bench: every benchmark (about 45 minutes; each prints Markdown tables).
+## bench: every benchmark (about 50 minutes; each prints Markdown tables).
 bench: install
 	$(BIN)/python bench/bpc.py
 	$(BIN)/python bench/latency.py
@@ -65,6 +65,7 @@ bench: install
 	$(BIN)/python bench/calibrate.py
 	$(BIN)/python bench/retrieval_rules.py --set "shared_below=0" "shape_lines=0"
 	$(BIN)/python bench/secrets_corpus.py
+	$(BIN)/python bench/index_freshness.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -76,8 +76,8 @@ def _add_serve(sub: Commands) -> None:
         "--retrain-minutes",
         type=float,
         default=5.0,
-        help="budget of background retrains (after the first model, on changes, `retrain`), "
-        "in minutes (default: 5)",
+        help="budget of background retrains (after the first model, on changes: less for a "
+        "small change, `retrain`), in minutes (default: 5)",
     )
     add_device_option(p, "device of the training runs")
     add_retrieval_options(p)
@@ -133,7 +133,10 @@ def _add_tls_options(p: argparse.ArgumentParser) -> None:
 
 def _add_watch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--no-watch", action="store_true", help="do not retrain when the repository changes"
+        "--no-watch",
+        action="store_true",
+        help="do not follow saved files (index updated at start and after training runs only; "
+        "no retrain on changes)",
     )
     p.add_argument(
         "--watch-quiet",

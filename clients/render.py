@@ -65,6 +65,8 @@ def _daemon_rows(status: dict[str, Any]) -> list[Row]:
         rows.append(("provider", status["executionProvider"]))
     if "retrieval" in status:
         rows.append(("retrieval", _retrieval_line(status["retrieval"])))
+        if status["retrieval"].get("enabled"):
+            rows.append(("index", _index_line(status["retrieval"])))
     return rows
 
 
@@ -100,3 +102,19 @@ def _retrieval_line(info: dict[str, Any]) -> str:
     start = float(info.get("startBelow", 0))
     starts = f", and for a start below confidence {start:g}" if start > 0 else ""
     return f"{index}; confidences: {fitted}; the model runs {model}{starts}{typed_through}"
+
+
+def _index_line(info: dict[str, Any]) -> str:
+    """The index's freshness: what `serve` applied of the files saved."""
+    updated = float(info.get("indexUpdatedUnix", 0))
+    seconds = max(0, int(time.time() - updated))
+    when = f"updated {seconds} s ago" if seconds < 120 else f"updated {_age(updated)} ago"
+    rebuilds = int(info.get("indexRebuilds", 0))
+    rebuilding = ", one running" if info.get("indexRebuilding") else ""
+    error = f"; {info['indexError']}" if info.get("indexError") else ""
+    return (
+        f"{when if updated else 'not built yet'}; "
+        f"{int(info.get('indexPendingFiles', 0))} changed files pending; "
+        f"{int(info.get('indexUpdatedFiles', 0))} files updated since its last full build "
+        f"({rebuilds} full builds since start{rebuilding}){error}"
+    )

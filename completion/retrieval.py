@@ -5,7 +5,7 @@ the repository itself knows them. For the text before the cursor, the retriever 
 places where it occurs again, from the most specific context to the least: the previous line and
 the current one, the current line from its start (indentation included), then the current line
 from each of its later tokens. What followed there, up to the end of that line, becomes a
-candidate, from the repository's index (built by the training run) and from the current file
+candidate, from the repository's index (kept up to date by the daemon) and from the current file
 itself (the text above the cursor's line and below it, weighted higher: a file repeats itself
 most), and lines of the current file with the cursor line's shape, names renamed. Shorter
 candidates too: starts several continuations share, and the end of the name being typed.
@@ -26,7 +26,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from completiond.core.index import RepoIndex
+from completiond.core.index import Searchable
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _PIECE = re.compile(r"\w+|[^\w\s]|\s+")  # where a shared start of continuations may end
@@ -355,9 +355,10 @@ def lead_gate(below: float, min_confidence: float) -> float:
 
 
 class Retriever:
-    """Looks up the text before the cursor; one per served model (its index is the store's)."""
+    """Looks up the text before the cursor; one per served model (in the daemon, its index is
+    the daemon's, kept up to date with every saved file)."""
 
-    def __init__(self, index: RepoIndex | None, config: RetrievalConfig | None = None) -> None:
+    def __init__(self, index: Searchable | None, config: RetrievalConfig | None = None) -> None:
         self.index = index  # None: the current file only
         self.config = config or RetrievalConfig()
 

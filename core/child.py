@@ -14,3 +14,8 @@ import sys
 def training_command(*args: str) -> list[str]:
     """The command line of a training child with these arguments."""
     return [sys.executable, "-I", "-m", "completiond.training", *args]
+
+
+def index_command(*args: str) -> list[str]:
+    """The command line of an index-building child (`core/index.py`), isolated the same way."""
+    return [sys.executable, "-I", "-m", "completiond.core.index", *args]

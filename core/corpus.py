@@ -61,12 +61,13 @@ def _head_commit(root: Path) -> str:
 
 
 def read_files(
-    root: Path, selection: FileSelectionConfig | None = None
+    root: Path, selection: FileSelectionConfig | None = None, only: Iterable[str] | None = None
 ) -> tuple[dict[str, str], dict[str, int]]:
     """The trainable files' normalised texts by path, secrets masked (so no model can learn
-    them), and the skipped files' counts by reason plus, under MASKED, the secrets masked."""
+    them), and the skipped files' counts by reason plus, under MASKED, the secrets masked.
+    With `only`, the files equal to or under those paths (the ones a file event named)."""
     selection = selection or DEFAULT_CONFIG
-    chosen = select_files(root, selection)
+    chosen = select_files(root, selection, only)
     skipped = dict(chosen.skipped)
     texts: dict[str, str] = {}
     masked = 0

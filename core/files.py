@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -146,6 +147,7 @@ _GENERATED_MARKERS = (
 _VCS_DIRS = frozenset({".git", ".hg", ".svn"})
 _BINARY_SNIFF_BYTES = 8192
 _HEADER_LINES = 5
+_PATHSPECS_PER_CALL = 500  # paths per `git ls-files` command line, well below ARG_MAX
 
 
 def _require_dir(root: Path) -> None:
@@ -155,9 +157,23 @@ def _require_dir(root: Path) -> None:
         raise ValueError(f"repository root {root} is not a directory")
 
 
-def _git_paths(root: Path) -> list[str] | None:
-    """Tracked plus untracked-not-ignored paths relative to `root`, or None outside a work tree."""
-    listed = git_output(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+def _git_paths(root: Path, only: list[str] | None = None) -> list[str] | None:
+    """Tracked plus untracked-not-ignored paths relative to `root` (only those equal to or under
+    `only`, when given), or None outside a work tree."""
+    if only is None:
+        return _ls_files(root, [])
+    paths: list[str] = []
+    for first in range(0, len(only), _PATHSPECS_PER_CALL):
+        listed = _ls_files(root, only[first : first + _PATHSPECS_PER_CALL])
+        if listed is None:
+            return None
+        paths += listed
+    return paths
+
+
+def _ls_files(root: Path, pathspecs: list[str]) -> list[str] | None:
+    listed = git_output(root, "--literal-pathspecs", "ls-files", "-z", "--cached", "--others",
+                        "--exclude-standard", "--", *pathspecs)  # fmt: skip
     if listed is None:
         return None
     return [os.fsdecode(p) for p in listed.split(b"\0") if p]
@@ -201,8 +217,14 @@ def _walk_paths(root: Path) -> list[str]:
     return paths
 
 
-def candidate_paths(root: Path) -> list[str]:
-    """Sorted files a version-control-aware tool would consider, relative to `root`.
+def _under(path: str, only: list[str]) -> bool:
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in only)
+
+
+def candidate_paths(root: Path, only: Iterable[str] | None = None) -> list[str]:
+    """Sorted files a version-control-aware tool would consider, relative to `root`; with
+    `only` (POSIX paths relative to `root`), just those equal to or under one of them (the
+    watcher's changed files and directories, without listing the whole tree in a git work tree).
 
     Inside a git work tree git decides (including .git/info/exclude and global excludes);
     elsewhere, or without git, the .gitignore files in the tree are honoured. Paths git still
@@ -210,9 +232,14 @@ def candidate_paths(root: Path) -> list[str]:
     symlinked directories), are dropped; symlinks to files are kept.
     """
     _require_dir(root)
-    listed = _git_paths(root)
+    wanted = None if only is None else list(only)
+    if wanted == []:
+        return []
+    listed = _git_paths(root, wanted)
     if listed is None:
         listed = _walk_paths(root)
+        if wanted is not None:
+            listed = [p for p in listed if _under(p, wanted)]
     return sorted(
         p for p in set(listed) if os.path.lexists(root / p) and not os.path.isdir(root / p)
     )
@@ -234,6 +261,12 @@ def path_exclusion(rel_path: str, config: FileSelectionConfig = DEFAULT_CONFIG) 
     if name not in config.names and path.suffix[1:].lower() not in config.extensions:
         return "extension"
     return None
+
+
+def excluded_directory(rel_path: str) -> bool:
+    """Whether no file under this directory (POSIX, relative to the root) can be a training
+    file: it is vendored, or version-control data."""
+    return any(part in _VENDORED or part in _VCS_DIRS for part in PurePosixPath(rel_path).parts)
 
 
 def content_exclusion(data: bytes, config: FileSelectionConfig = DEFAULT_CONFIG) -> str | None:
@@ -304,12 +337,15 @@ def read_source(
     return data, content_exclusion(data, config)
 
 
-def select_files(root: Path, config: FileSelectionConfig = DEFAULT_CONFIG) -> Selection:
-    """Training files of the repository at `root`, with a count of skipped files per reason."""
+def select_files(
+    root: Path, config: FileSelectionConfig = DEFAULT_CONFIG, only: Iterable[str] | None = None
+) -> Selection:
+    """Training files of the repository at `root` (those equal to or under `only`, when given),
+    with a count of skipped files per reason."""
     _require_dir(root)
     files: list[str] = []
     skipped: dict[str, int] = {}
-    for rel in candidate_paths(root):
+    for rel in candidate_paths(root, only):
         reason = path_exclusion(rel, config) or read_source(root, rel, config)[1]
         if reason is None:
             files.append(rel)

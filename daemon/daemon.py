@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from completiond.completion.calibration import CALIBRATION_FILE
 from completiond.completion.retrieval import RetrievalConfig
 from completiond.core.bundle import ModelStore
 from completiond.core.corpus import fingerprint, read_files
@@ -23,6 +24,7 @@ from completiond.core.progress import ProgressBar
 from .decoder import DecoderConfig
 from .engine import EngineConfig
 from .feedback import FeedbackCounts
+from .live_index import LiveIndex, LiveIndexConfig
 from .metrics import RequestMetrics
 from .model_slot import ModelSlot
 from .server import Server, ServerConfig
@@ -50,6 +52,7 @@ class DaemonConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
+    index: LiveIndexConfig = field(default_factory=LiveIndexConfig)
     limits: RequestLimits = field(default_factory=RequestLimits)
 
 
@@ -64,13 +67,21 @@ class Daemon:
         store_dir = private_dir(config.store or default_store_dir(self.repo))
         if config.server.socket_path is None and config.server.listen is None:
             config.server.socket_path = default_socket_path(self.repo)
+        self.index = LiveIndex(self.repo, store_dir, config.index)
         self.slot = ModelSlot(
-            ModelStore(store_dir), config.engine, config.decoder, config.context, config.retrieval
+            ModelStore(store_dir),
+            config.engine,
+            config.decoder,
+            config.context,
+            config.retrieval,
+            self.index,
         )
         self.runner = TrainingRunner(
-            self.repo, store_dir, config.trainer, self._on_published, self.slot.reload_index
+            self.repo, store_dir, config.trainer, self._on_published, self._on_rejected
         )
-        self.watcher = RepoWatcher(self.repo, config.watch, self.retrain_if_changed)
+        self.watcher = RepoWatcher(
+            self.repo, config.watch, self.retrain_if_changed, self.index.changed
+        )
         self.metrics = RequestMetrics()
         self.feedback = FeedbackCounts(store_dir / "feedback.json")
         self.server = Server(
@@ -89,40 +100,59 @@ class Daemon:
         """A training run made `version` current: load, warm, then swap it in."""
         self.slot.load_current()
         self.server.set_serving(True)
+        self._after_training()
+
+    def _on_rejected(self) -> None:
+        self.slot.reload_calibration()
+        self._after_training()
+
+    def _after_training(self) -> None:
+        if not self.config.watch.enabled:  # nothing told the index what changed meanwhile
+            self.index.check_disk()
 
     def retrain_if_changed(self) -> bool:
-        """Start a background retrain if the training text differs from the current model's.
+        """Start a background retrain if the training text differs from the current model's,
+        fine-tuning for as long as the change is large (TrainerConfig.minutes_for).
 
         Called by the watcher once changes have settled; a busy trainer means: try again later."""
-        texts, _ = read_files(self.repo)
+        current = self.index.fingerprint() or fingerprint(read_files(self.repo)[0])
         model = self.slot.loaded
-        if model is not None and model.bundle.meta["corpus"].get("fingerprint") == fingerprint(
-            texts
-        ):
+        if model is not None and model.bundle.meta["corpus"].get("fingerprint") == current:
             return False
+        corpus = model.bundle.meta["corpus"] if model is not None else {}
+        chars = int(corpus.get("train_chars", 0)) + int(corpus.get("val_chars", 0))
+        minutes = self.config.trainer.minutes_for(self.index.changed_chars, chars)
         try:
-            self.runner.start()
+            self.runner.start(minutes)
         except TrainingBusy:
             self.watcher.poke()
             return False
-        log.info("repository changed: retraining")
+        self.index.retrain_started()
+        log.info("repository changed: fine-tuning for %.2f min", minutes)
         return True
 
     def start(self, out: TextIO) -> None:
-        """Load the newest usable model (reporting any unusable one), listen, watch."""
+        """Load the newest usable model (reporting any unusable one) and the index, listen,
+        bring the index up to date, watch."""
+        self.index.load()
         for problem in self.slot.load_newest_usable():
             print(f"completiond: {problem}", file=out, flush=True)
         self.server.set_serving(self.slot.loaded is not None)
         self.server.start()
-        if self.slot.loaded is not None and not (self.slot.store.root / INDEX_FILE).exists():
-            # A store from before retrieval: one background run writes the index (and fits the
-            # confidences); until then only the current file is searched.
+        if not (self.slot.store.root / INDEX_FILE).exists():
+            # Until the index is built (in the background) only the current file is searched.
+            print("completiond: building the repository index", file=out, flush=True)
+        if self.slot.loaded is not None and not (self.slot.store.root / CALIBRATION_FILE).exists():
+            # A store from before retrieval: one background run fits the confidences to the
+            # repository; until then the default weights serve.
             self.runner.start()
             print(
-                "completiond: no repository index yet: building one with a background retrain",
+                "completiond: confidences not fitted to this repository yet: "
+                "fitting them with a background retrain",
                 file=out,
                 flush=True,
             )
+        self.index.start()
         if self.config.watch.enabled:
             self.watcher.start()
         print(f"completiond: serving {self.repo} on {self.server.address}", file=out, flush=True)
@@ -161,6 +191,7 @@ class Daemon:
         """Stop watching and training, then the server (in-flight requests finish first)."""
         if self.config.watch.enabled:
             self.watcher.stop()
+        self.index.stop()
         self.runner.stop()
         self.server.stop()
         self.metrics.stop()

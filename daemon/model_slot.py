@@ -17,7 +17,7 @@ from completiond.completion.declined import DeclinedSuggestions
 from completiond.completion.retrieval import RetrievalConfig, Retriever
 from completiond.core.bundle import Bundle, ModelStore
 from completiond.core.errors import BundleError, NoModel
-from completiond.core.index import INDEX_FILE, RepoIndex
+from completiond.core.index import INDEX_FILE, RepoIndex, Searchable
 
 from .decoder import Decoder, DecoderConfig
 from .engine import EngineConfig, OnnxEngine
@@ -45,8 +45,10 @@ class ModelSlot:
         decoder_config: DecoderConfig | None = None,
         context_config: ContextConfig | None = None,
         retrieval_config: RetrievalConfig | None = None,
+        index: Searchable | None = None,
     ) -> None:
         self.store = store
+        self.index = index  # the daemon's, kept up to date; else the store's index as it is
         self.engine_config = engine_config or EngineConfig()
         self.decoder_config = decoder_config or DecoderConfig()
         self.context_config = context_config or ContextConfig()
@@ -88,14 +90,15 @@ class ModelSlot:
             log.info("serving model %s", bundle.version)
             return self._model
 
-    def reload_index(self) -> None:
-        """Search the store's index as it is now (a training run rewrote it)."""
+    def reload_calibration(self) -> None:
+        """Use the store's confidence weights as they are now (a training run refitted them)."""
         model = self._model
         if model is not None:
             model.decoder.retriever = self._retriever()
 
     def _retriever(self) -> Retriever:
-        return Retriever(load_index(self.store), calibrated(self.store, self.retrieval_config))
+        index = self.index if self.index is not None else load_index(self.store)
+        return Retriever(index, calibrated(self.store, self.retrieval_config))
 
     def load_newest_usable(self) -> list[str]:
         """At start-up: the current bundle, else the newest one that verifies (made current).
@@ -148,8 +151,8 @@ def calibrated(store: ModelStore, config: RetrievalConfig) -> RetrievalConfig:
 
 
 def load_index(store: ModelStore) -> RepoIndex | None:
-    """The store's repository index; None (only the current file is searched) when no training
-    run wrote one yet or it is unreadable: retrieval is an addition, never a reason not to serve."""
+    """The store's repository index; None (only the current file is searched) when none was
+    written yet or it is unreadable: retrieval is an addition, never a reason not to serve."""
     path = store.root / INDEX_FILE
     if not path.exists():
         return None

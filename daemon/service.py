@@ -26,6 +26,7 @@ from completiond.v1 import completion_pb2_grpc as pb_grpc
 
 from .decoder import Decoder, Query
 from .feedback import FeedbackCounts
+from .live_index import LiveIndex
 from .metrics import RequestMetrics
 from .model_slot import ModelSlot, ServedModel
 from .trainer import TrainingRunner
@@ -230,13 +231,27 @@ def retrieval_info(decoder: Decoder) -> pb.RetrievalInfo:
     index = retriever.index
     return pb.RetrievalInfo(
         enabled=True,
-        indexed_chars=len(index.text) if index else 0,
-        indexed_places=len(index.positions) if index else 0,
+        indexed_chars=index.indexed_chars if index else 0,
+        indexed_places=index.indexed_places if index else 0,
         model_below=retriever.config.model_below,
         start_below=retriever.config.start_below,
         calibrated=retriever.config.weights != DEFAULT_WEIGHTS,
         declined_below=declined_below,
+        **(freshness_info(index) if isinstance(index, LiveIndex) else {}),
     )
+
+
+def freshness_info(index: LiveIndex) -> dict[str, float | int | bool | str]:
+    """The index's freshness, as RetrievalInfo's fields."""
+    fresh = index.freshness()
+    return {
+        "index_updated_unix": fresh.updated_unix,
+        "index_pending_files": fresh.pending_files,
+        "index_updated_files": fresh.updated_files,
+        "index_rebuilds": fresh.rebuilds,
+        "index_rebuilding": fresh.rebuilding,
+        "index_error": fresh.error,
+    }
 
 
 def model_info(model: ServedModel) -> pb.ModelInfo:

@@ -25,11 +25,24 @@ from completiond.core.progress import FINAL_PHASES, Progress
 
 @dataclass
 class TrainerConfig:
-    minutes: float = 5.0  # budget of a retrain
+    minutes: float = 5.0  # budget of a retrain (of the whole budget, for a large change)
+    # A retrain after the repository changed fine-tunes in proportion to the change: its whole
+    # budget once the lines added or removed make this share of the corpus, at least
+    # `min_minutes` (a one-line edit barely moves the model; the index has its names already).
+    full_change: float = 0.05
+    min_minutes: float = 0.25
     threads: int = 1  # torch threads in the child: leave a core to serving
     nice: int = 10  # the child's priority offset
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides, e.g. hidden_size
     train: dict[str, Any] = field(default_factory=dict)  # other TrainConfig overrides
+
+    def minutes_for(self, changed_chars: int, corpus_chars: int) -> float:
+        """The budget of a fine-tune after `changed_chars` of lines were added or removed in a
+        corpus of `corpus_chars` (the whole budget when either is unknown: 0)."""
+        if changed_chars <= 0 or corpus_chars <= 0:
+            return self.minutes
+        share = changed_chars / corpus_chars / self.full_change
+        return min(self.minutes, max(self.min_minutes, self.minutes * share))
 
 
 class TrainingJob:
@@ -116,7 +129,7 @@ class TrainingRunner:
         self.store_dir = store_dir
         self.config = config
         self.on_published = on_published  # loads the new bundle; raises if it does not verify
-        self.on_rejected = on_rejected  # the model stays, but the run rewrote the store's index
+        self.on_rejected = on_rejected  # the model stays, but the run refitted the calibration
         self._lock = threading.Lock()
         self.job: TrainingJob | None = None
         self.runs = 0  # training runs started since the daemon started
@@ -132,6 +145,7 @@ class TrainingRunner:
             **self.config.train,
             "minutes": minutes or self.config.minutes,
             "threads": self.config.threads if threads is None else threads,
+            "index": False,  # the daemon keeps the index up to date itself
             **({"warm_start": False} if full else {}),
         }
         return training_command(

@@ -6,6 +6,10 @@ relevant event has come for `quiet_s`, and at least `min_interval_s` after the p
 `on_settled` runs once, so a burst of thousands of events (a branch switch, a formatter over the
 tree) gives one call. The daemon then compares the corpus fingerprint with its model's, which
 also filters out ignored files and saves that changed nothing.
+
+Each relevant path (and each directory created, moved or removed outside `.git/` and vendored
+trees) also goes to `on_path` at once: the daemon's index follows the files within seconds
+(live_index.py batches them).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from completiond.core.files import path_exclusion
+from completiond.core.files import excluded_directory, path_exclusion
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +38,17 @@ class WatchConfig:
 
 
 class RepoWatcher(FileSystemEventHandler):
-    def __init__(self, repo: Path, config: WatchConfig, on_settled: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        repo: Path,
+        config: WatchConfig,
+        on_settled: Callable[[], None],
+        on_path: Callable[[str], None] = lambda _: None,
+    ) -> None:
         self.repo = repo
         self.config = config
         self.on_settled = on_settled
+        self.on_path = on_path  # a relevant file or directory changed (POSIX, repo-relative)
         self.events_seen = 0  # relevant file events since start (for status)
         self._observer = Observer()
         self._changed = threading.Condition()
@@ -64,19 +75,34 @@ class RepoWatcher(FileSystemEventHandler):
             self._last_event = time.monotonic()
             self._changed.notify_all()
 
-    def relevant(self, path: str) -> bool:
+    def _inside(self, path: str) -> str | None:
+        """`path` relative to the repository (POSIX), or None outside it or under `.git/`."""
         rel = os.path.relpath(path, self.repo)
         if rel.startswith("..") or rel.split(os.sep, 1)[0] == ".git":
-            return False
-        return path_exclusion(Path(rel).as_posix()) is None
+            return None
+        return Path(rel).as_posix()
+
+    def relevant(self, path: str) -> bool:
+        rel = self._inside(path)
+        return rel is not None and path_exclusion(rel) is None
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory or event.event_type in ("opened", "closed_no_write"):
+        if event.event_type in ("opened", "closed_no_write"):
             return
-        paths = [event.src_path, getattr(event, "dest_path", "")]
-        if any(p and self.relevant(os.fsdecode(p)) for p in paths):
+        paths = [os.fsdecode(p) for p in (event.src_path, getattr(event, "dest_path", "")) if p]
+        if event.is_directory:
+            for path in paths:
+                rel = self._inside(path)
+                if rel is not None and rel != "." and not excluded_directory(rel):
+                    self.on_path(rel)
+            return
+        inside = [rel for p in paths if (rel := self._inside(p)) is not None]
+        relevant = [rel for rel in inside if path_exclusion(rel) is None]
+        if relevant:
             self.events_seen += 1
             self.poke()
+        for rel in relevant:
+            self.on_path(rel)
 
     def _loop(self) -> None:
         while True:

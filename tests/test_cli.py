@@ -128,6 +128,7 @@ def test_status_shows_the_model_and_the_daemon(served: Served) -> None:
     assert "and for a start below confidence 0.02" in text
     assert "typed through below confidence 0.35 comes back as its first word" in text
     assert "confidences: " in text
+    assert re.search(r"\nindex +updated \d+ s ago; \d+ changed files pending; ", text), text
     status = json.loads(served.cli("status", "--json").stdout)
     assert status["trainingState"] in ("idle", "training")  # the background full model
     assert status["model"]["trainFiles"] >= 1

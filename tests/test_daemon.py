@@ -117,7 +117,9 @@ def test_status_health_and_reflection(running_daemon: Daemon) -> None:
     calibration = load_calibration(running_daemon.slot.store.root / CALIBRATION_FILE)
     assert calibration is not None and status.retrieval.calibrated == calibration.fitted
     index = running_daemon.slot.get().decoder.retriever.index
-    assert status.retrieval.indexed_chars == len(index.text) > 1000
+    assert index is running_daemon.index
+    assert status.retrieval.indexed_chars == index.indexed_chars > 1000
+    assert status.retrieval.index_updated_unix > 0 and status.retrieval.index_pending_files == 0
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     names = {s.name for s in answer.list_services_response.service}
     assert {"completiond.v1.CompletionService", "completiond.v1.ModelService"} <= names

@@ -72,7 +72,7 @@ def daemon(repo_and_store: tuple[Path, Path], tmp_path: Path) -> Iterator[Daemon
     d.close()
 
 
-def test_a_store_without_an_index_gets_one_from_a_background_run(
+def test_a_store_without_an_index_gets_one_built_and_fitted_in_the_background(
     repo_and_store: tuple[Path, Path], tmp_path: Path
 ) -> None:
     repo, store = repo_and_store
@@ -80,12 +80,13 @@ def test_a_store_without_an_index_gets_one_from_a_background_run(
     (store / CALIBRATION_FILE).unlink()
     daemon = start_daemon(repo, store, tmp_path, watch=False)
     try:
-        assert daemon.slot.get().decoder.retriever.index is None  # serving at once, file only
-        assert daemon.runner.runs == 1
+        assert daemon.slot.get().decoder.retriever.index is daemon.index
+        assert daemon.runner.runs == 1  # fits the confidences
+        wait_until(lambda: daemon.index.indexed_chars > 1000, 30, "the index built")
+        assert daemon.index.freshness().rebuilds == 1
         wait_until(lambda: daemon.runner.state == "idle", 120, "the background run to finish")
         assert daemon.runner.last_result.startswith(("ok:", "rejected:")), daemon.runner.last_result
         assert (store / INDEX_FILE).exists() and (store / CALIBRATION_FILE).exists()
-        assert daemon.slot.get().decoder.retriever.index is not None
     finally:
         daemon.close()
 

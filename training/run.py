@@ -37,7 +37,7 @@ from completiond.core.bundle import (
 from completiond.core.corpus import Corpus, build_corpus, read_texts
 from completiond.core.errors import BundleError
 from completiond.core.files import FileSelectionConfig
-from completiond.core.index import INDEX_FILE, RepoIndex
+from completiond.core.index import INDEX_FILE, index_repository
 from completiond.core.progress import Progress
 from completiond.core.tokenizer import CharTokenizer
 from completiond.core.version import __version__
@@ -239,12 +239,12 @@ def publish(
     on_progress(Progress("exporting", 0.95, EXPORT_RESERVE_S, result.val_bpc, "ONNX export"))
     # The index and its calibration serve whether this model is promoted or not: the files are
     # what they are now. Calibration uses the training files only (the held-out ones judge).
-    texts = read_texts(repo, corpus.train_files + corpus.val_files)
-    RepoIndex.build(texts.values()).save(store.root / INDEX_FILE)
-    training_texts = {f: texts[f] for f in corpus.train_files if f in texts}
+    if train_config.index:
+        index_repository(repo).save(store.root / INDEX_FILE)
+    training_texts = read_texts(repo, corpus.train_files)
     calibration = calibrate(training_texts, RetrievalConfig())
     save_calibration(store.root / CALIBRATION_FILE, calibration)
-    del texts, training_texts
+    del training_texts
     version = new_version()
     staging = store.staging_dir(version)
     try:

@@ -61,6 +61,9 @@ class TrainConfig:
     # of being encoded whole (8 bytes per character): memory stays bounded on any corpus.
     stream_above_chars: int = 20_000_000
     stream_piece_chars: int = 65_536  # characters read at a time per stream in that mode
+    # Write the store's repository index: off when the daemon runs training, as it keeps the
+    # index up to date itself with every saved file (daemon/live_index.py).
+    index: bool = True
 
 
 @dataclass

@@ -174,7 +174,7 @@ class StatusResponse(_message.Message):
     def __init__(self, repo: _Optional[str] = ..., store: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., training_state: _Optional[str] = ..., last_training_result: _Optional[str] = ..., requests_total: _Optional[int] = ..., requests_failed: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., listen_address: _Optional[str] = ..., daemon_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., pid: _Optional[int] = ..., watching: _Optional[bool] = ..., file_events: _Optional[int] = ..., versions: _Optional[_Iterable[str]] = ..., feedback: _Optional[_Iterable[_Union[ClientFeedback, _Mapping]]] = ..., retrieval: _Optional[_Union[RetrievalInfo, _Mapping]] = ...) -> None: ...
 
 class RetrievalInfo(_message.Message):
-    __slots__ = ("enabled", "indexed_chars", "indexed_places", "model_below", "calibrated", "start_below", "declined_below")
+    __slots__ = ("enabled", "indexed_chars", "indexed_places", "model_below", "calibrated", "start_below", "declined_below", "index_updated_unix", "index_pending_files", "index_updated_files", "index_rebuilds", "index_rebuilding", "index_error")
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     INDEXED_CHARS_FIELD_NUMBER: _ClassVar[int]
     INDEXED_PLACES_FIELD_NUMBER: _ClassVar[int]
@@ -182,6 +182,12 @@ class RetrievalInfo(_message.Message):
     CALIBRATED_FIELD_NUMBER: _ClassVar[int]
     START_BELOW_FIELD_NUMBER: _ClassVar[int]
     DECLINED_BELOW_FIELD_NUMBER: _ClassVar[int]
+    INDEX_UPDATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    INDEX_PENDING_FILES_FIELD_NUMBER: _ClassVar[int]
+    INDEX_UPDATED_FILES_FIELD_NUMBER: _ClassVar[int]
+    INDEX_REBUILDS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_REBUILDING_FIELD_NUMBER: _ClassVar[int]
+    INDEX_ERROR_FIELD_NUMBER: _ClassVar[int]
     enabled: bool
     indexed_chars: int
     indexed_places: int
@@ -189,7 +195,13 @@ class RetrievalInfo(_message.Message):
     calibrated: bool
     start_below: float
     declined_below: float
-    def __init__(self, enabled: _Optional[bool] = ..., indexed_chars: _Optional[int] = ..., indexed_places: _Optional[int] = ..., model_below: _Optional[float] = ..., calibrated: _Optional[bool] = ..., start_below: _Optional[float] = ..., declined_below: _Optional[float] = ...) -> None: ...
+    index_updated_unix: float
+    index_pending_files: int
+    index_updated_files: int
+    index_rebuilds: int
+    index_rebuilding: bool
+    index_error: str
+    def __init__(self, enabled: _Optional[bool] = ..., indexed_chars: _Optional[int] = ..., indexed_places: _Optional[int] = ..., model_below: _Optional[float] = ..., calibrated: _Optional[bool] = ..., start_below: _Optional[float] = ..., declined_below: _Optional[float] = ..., index_updated_unix: _Optional[float] = ..., index_pending_files: _Optional[int] = ..., index_updated_files: _Optional[int] = ..., index_rebuilds: _Optional[int] = ..., index_rebuilding: _Optional[bool] = ..., index_error: _Optional[str] = ...) -> None: ...
 
 class RetrainRequest(_message.Message):
     __slots__ = ("minutes", "full")
