@@ -321,13 +321,14 @@ def postprocess(
     merged (the model's probabilities add up; a retrieved line keeps the larger of its own
     confidence and the model's), best first (`lead`, the model's confident start, when given;
     then most confident first when the model ran, else in the retriever's order), at most n,
-    none below min_confidence; a text the user declined here is cut to its first word or left
-    out (declined.py)."""
+    none below min_confidence; a decoded text the user declined here is cut to its first word or
+    left out (declined.py; `retrieved` comes cut already)."""
     clean = _cleaner(query)
     merged: dict[str, float] = {}
     for text, logprob in _offered(lines, clean, declined):
         merged[text] = min(1.0, merged.get(text, 0.0) + float(np.exp(logprob)))
-    for text, confidence in _offered(retrieved, clean, declined):
+    # Retrieved lines were cut by the typed-through rule before the decoder's gates: only once.
+    for text, confidence in _offered(retrieved, clean, frozenset()):
         merged[text] = max(merged.get(text, 0.0), confidence)
     leads = _offered([lead], clean, declined) if lead is not None else []
     ranked = order_merged(merged, bool(lines), leads[0] if leads else None)
