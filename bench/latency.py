@@ -35,8 +35,8 @@ from completiond.clients.client import Client
 from completiond.completion.ranking import MODEL_BELOW
 from completiond.completion.retrieval import RetrievalConfig, Retriever
 from completiond.core.bundle import Bundle, ModelStore
-from completiond.core.corpus import build_corpus, read_texts
-from completiond.core.index import INDEX_FILE, RepoIndex
+from completiond.core.corpus import build_corpus
+from completiond.core.index import INDEX_FILE, index_repository
 from completiond.daemon.decoder import Decoder, DecoderConfig, Query
 from completiond.daemon.engine import OnnxEngine, State
 from completiond.daemon.state_cache import ContextConfig, DocumentStates
@@ -182,8 +182,10 @@ def main() -> None:
     bundle = ModelStore(store).current()
     corpus = build_corpus(repo)
     held_out = [(repo / f).read_text() for f in corpus.val_files]
-    index = RepoIndex.build(read_texts(repo, corpus.train_files).values())
-    index.save(store / INDEX_FILE)  # what the daemon loads: the typed files are not in it
+    for f in corpus.val_files:  # typed as new files: not in the repository the daemon indexes
+        (repo / f).unlink()
+    index = index_repository(repo)  # the training files: the typed ones are not in it
+    index.save(store / INDEX_FILE)  # what the daemon loads
 
     socket = scratch / "d.sock"
     address = f"unix://{socket}"
