@@ -61,7 +61,7 @@ class DecoderConfig:
     start_below: float = START_BELOW
     # A suggestion typed through at least this confident is kept whole (0: every one is, above
     # 1: none is). For the figures (keystrokes saved by how often a right suggestion is
-    # accepted) see the README.
+    # accepted) see docs/completion.md.
     declined_below: float = DECLINED_BELOW
     declined_documents: int = 256  # documents whose typed-through suggestions are remembered
 
