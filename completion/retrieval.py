@@ -403,7 +403,8 @@ class Retriever:
     ) -> list[tuple[str, float]]:
         """(text, confidence), best first: whole rests of line, most confident first, unless
         a shorter candidate (a shared start, at least as confident as the wholes that begin with
-        it; the end of the name typed) leads by `ranking.order_retrieved`'s rule."""
+        it; the end of the name typed) leads by `ranking.order_retrieved`'s rule. Texts stop
+        before any UNSHOWABLE character."""
         if not self.config.enabled:
             return []
         found, tallies = self._lookup(prefix, suffix)
@@ -413,4 +414,5 @@ class Retriever:
             partials = [(f.text, self.confidence(f)) for f in _partials(prefix, found, tallies)]
             return _with_mass(partials, wholes)
 
-        return order_retrieved(wholes, shorter, min_confidence, self.config.shared_below)
+        ranked = order_retrieved(wholes, shorter, min_confidence, self.config.shared_below)
+        return showable(ranked)

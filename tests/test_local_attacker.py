@@ -10,6 +10,7 @@ import socket
 import stat
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -176,14 +177,15 @@ def test_a_file_grown_past_the_limit_after_selection_is_not_read(tmp_path: Path)
 
 
 @pytest.fixture
-def no_runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No XDG_RUNTIME_DIR: the socket goes to a directory of the shared temporary directory."""
-    shared = tmp_path / "tmp"
-    shared.mkdir()
+def no_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """No XDG_RUNTIME_DIR: the socket goes to a directory of the shared temporary directory
+    (a short one: Unix socket paths are limited to about 100 bytes)."""
+    shared = Path(tempfile.mkdtemp(prefix="cd-", dir="/tmp"))
     os.chmod(shared, 0o1777)
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     monkeypatch.setattr(tempfile, "tempdir", str(shared))
-    return shared
+    yield shared
+    shutil.rmtree(shared, ignore_errors=True)
 
 
 def start_daemon(repo: Path, store: Path, socket_path: Path | None) -> Daemon:
