@@ -1,1 +1,2 @@
-"""Clients of the daemon: the Python client library and the `completiond` command line."""
+"""Clients of the daemon: the Python client library, the `completiond` command line, the LSP
+bridge, shell integration."""

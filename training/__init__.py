@@ -1,2 +1,2 @@
-"""Model training: corpus, tokenizer, LSTM, training loop, ONNX export, bundle store (only
-model, train, export and run import torch; the daemon uses the rest)."""
+"""Model training (torch): the LSTM, the training loop, ONNX export and parity, publishing a
+bundle, several processes. Runs in a child process of the daemon, never in it."""
