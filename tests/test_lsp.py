@@ -204,7 +204,7 @@ def test_every_suggestion_shown_gets_one_outcome() -> None:
     assert tracker.accepted(None) == ["accepted"]  # no document given: the latest shown
     assert tracker.shown(uri, shown) == ["shown"]
     assert tracker.shown(other, shown) == ["shown"]
-    assert tracker.close_all() == ["dismissed", "dismissed"]
+    assert tracker.close_all() == [(uri, "dismissed"), (other, "dismissed")]
     assert tracker.close_all() == []
 
 
