@@ -108,7 +108,7 @@ class _DaemonLink:
     connecting: bool = False  # being looked for or started: failures meanwhile are expected
     last_connect: float = -RECONNECT_AFTER_S
     refused: bool = False  # no daemon for it (too large, or its start failed): told once
-    following: bool = False  # its first model's progress is being followed
+    following: bool = False  # its first model's progress is (or was) followed
 
     @property
     def socket(self) -> Path | None:
@@ -273,6 +273,8 @@ class CompletionBridge(LanguageServer):
             return self._routes[uri]
         link = self._fixed or self._repository_link(uri)
         self._routes[uri] = link
+        if link is not None and link is self._fixed:
+            self._follow(link)  # given by --socket/--listen: it may be training its first model
         return link
 
     def _repository_link(self, uri: str) -> _DaemonLink | None:
@@ -360,6 +362,7 @@ class CompletionBridge(LanguageServer):
     # The first model: its training shown as work-done progress, then one message.
 
     def _follow(self, link: _DaemonLink) -> None:
+        """Once per daemon: a daemon found with a model has nothing to show."""
         if not link.following:
             link.following = True
             asyncio.get_running_loop().create_task(self._follow_first_model(link))
@@ -369,6 +372,7 @@ class CompletionBridge(LanguageServer):
         loop = asyncio.get_running_loop()
         token = f"completiond/first-model/{link.root}"
         shown = False
+        training = False  # seen without a model: its first model trains
         began = time.monotonic()
         unreachable_since: float | None = None
         try:
@@ -383,9 +387,10 @@ class CompletionBridge(LanguageServer):
                     continue
                 unreachable_since = None
                 if status.HasField("model"):
-                    if shown or time.monotonic() - began > PROGRESS_POLL_S:
+                    if training:
                         self._completions_start(link, status, time.monotonic() - began)
                     return
+                training = True
                 if not shown and self._progress_supported:
                     await self.work_done_progress.create_async(token)
                     self.work_done_progress.begin(token, _progress_begin(link.root))
@@ -394,7 +399,6 @@ class CompletionBridge(LanguageServer):
                     self.work_done_progress.report(token, _progress_report(status))
                 await asyncio.sleep(PROGRESS_POLL_S)
         finally:
-            link.following = False
             if shown:
                 self.work_done_progress.end(token, types.WorkDoneProgressEnd(message="done"))
 
