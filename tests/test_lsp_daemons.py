@@ -221,3 +221,20 @@ def test_bridges_starting_at_once_leave_one_daemon_that_exits_when_idle(
     finally:
         manual.send_signal(signal.SIGTERM)
         manual.wait(timeout=WAIT_S)
+
+
+def test_a_repository_over_the_size_limit_gets_no_daemon_and_one_message(
+    tmp_path: Path, start_lsp: Callable[..., LspSession], kill_daemons: None
+) -> None:
+    repo = make_repo(tmp_path / "large").resolve()  # 7 files besides the ignored one
+    lsp = start_lsp("--max-files", "5")
+    lsp.initialize(repo)
+    for name in ("a.py", "b.py"):
+        uri = (repo / name).as_uri()
+        lsp.open(uri, "x = 1\n")
+        assert lsp.call("textDocument/inlineCompletion", inline_params(uri, 0, 5))["items"] == []
+    lsp.wait_for("the message", lambda sent: any("too large" in str(n) for n in sent))
+    shown = [m["message"] for m in messages(lsp, "window/showMessage")]
+    assert len(shown) == 1 and "too large: 7 files" in shown[0], shown
+    assert serve_pids(repo) == [] and not default_socket_path(repo).exists()
+    assert lsp.stop() == 0
