@@ -32,10 +32,11 @@ import numpy as np
 from bpc import PACKAGES, stdlib_corpus  # bench/ is on the path when this script runs
 
 from completiond.clients.client import Client
+from completiond.completion.ranking import MODEL_BELOW
 from completiond.completion.retrieval import RetrievalConfig, Retriever
 from completiond.core.bundle import Bundle, ModelStore
-from completiond.core.corpus import build_corpus, read_texts
-from completiond.core.index import INDEX_FILE, RepoIndex
+from completiond.core.corpus import build_corpus
+from completiond.core.index import INDEX_FILE, index_repository
 from completiond.daemon.decoder import Decoder, DecoderConfig, Query
 from completiond.daemon.engine import OnnxEngine, State
 from completiond.daemon.state_cache import ContextConfig, DocumentStates
@@ -114,10 +115,10 @@ class TimedEngine:
 class InProcess:
     """The daemon's decoder in this process: the same requests without gRPC, with model time."""
 
-    def __init__(self, bundle: Bundle, retriever: Retriever) -> None:
+    def __init__(self, bundle: Bundle, retriever: Retriever, decoding: DecoderConfig) -> None:
         self.engine = TimedEngine(OnnxEngine(bundle.model_path, bundle.tokenizer.vocab_size))
         states = DocumentStates(self.engine, bundle.tokenizer, ContextConfig())
-        self.decoder = Decoder(self.engine, bundle.tokenizer, states, DecoderConfig(), retriever)
+        self.decoder = Decoder(self.engine, bundle.tokenizer, states, decoding, retriever)
         self.model_times: list[float] = []
 
     def complete(self, prefix: str, document_id: str, max_chars: int) -> None:
@@ -161,12 +162,13 @@ def main() -> None:
     parser.add_argument(
         "--model-below",
         type=float,
-        default=RetrievalConfig.model_below,
+        default=MODEL_BELOW,
         help="as `serve --model-below`: the model runs below this retrieval confidence",
     )
     parser.add_argument("--no-retrieval", action="store_true", help="as `serve --no-retrieval`")
     args = parser.parse_args()
-    retrieval = RetrievalConfig(enabled=not args.no_retrieval, model_below=args.model_below)
+    retrieval = RetrievalConfig(enabled=not args.no_retrieval)
+    decoding = DecoderConfig(model_below=args.model_below)
 
     scratch = Path(tempfile.mkdtemp(prefix="completiond-latency-"))
     repo = stdlib_corpus(scratch / "corpus", PACKAGES)
@@ -180,8 +182,10 @@ def main() -> None:
     bundle = ModelStore(store).current()
     corpus = build_corpus(repo)
     held_out = [(repo / f).read_text() for f in corpus.val_files]
-    index = RepoIndex.build(read_texts(repo, corpus.train_files).values())
-    index.save(store / INDEX_FILE)  # what the daemon loads: the typed files are not in it
+    for f in corpus.val_files:  # typed as new files: not in the repository the daemon indexes
+        (repo / f).unlink()
+    index = index_repository(repo)  # the training files: the typed ones are not in it
+    index.save(store / INDEX_FILE)  # what the daemon loads
 
     socket = scratch / "d.sock"
     address = f"unix://{socket}"
@@ -215,7 +219,7 @@ def main() -> None:
     try:
         with Client(address, timeout_s=10) as client:
             over_grpc = scenarios(client, held_out, args.keys)
-        local = InProcess(bundle, Retriever(index, retrieval))
+        local = InProcess(bundle, Retriever(index, retrieval), decoding)
         in_process = scenarios(local, held_out, args.keys)
         # model-only times, in the order scenarios() made its requests (openings excluded)
         times, n_open = local.model_times, 8

@@ -49,6 +49,7 @@ from pathlib import Path
 from baselines import NgramCompleter, train_toy_lstm  # bench/ is on the path when this runs
 from bpc import PACKAGES, stdlib_corpus
 
+from completiond.completion.ranking import START_BELOW
 from completiond.completion.retrieval import RetrievalConfig, Retriever
 from completiond.core.bundle import ModelStore
 from completiond.core.corpus import Corpus, build_corpus, read_texts
@@ -225,11 +226,9 @@ def run_corpus(
         variants = [(b, t) for b in args.start_below for t in args.typed_through]
         for below, typed_through in variants:
             kept = typed_through == "keep"  # serve --keep-typed-through
-            decoding = DecoderConfig(declined_below=0.0) if kept else DecoderConfig()
-            product = ModelSlot(store, decoder_config=decoding)
-            product.load_current().decoder.retriever = Retriever(
-                index, replace(fitted, start_below=below)
-            )
+            typed = {"declined_below": 0.0} if kept else {}
+            product = ModelSlot(store, decoder_config=DecoderConfig(start_below=below, **typed))
+            product.load_current().decoder.retriever = Retriever(index, fitted)
             label = "product"
             if len(args.start_below) > 1:
                 label += f", start<{below:g}"
@@ -325,9 +324,9 @@ def main() -> None:
         "--start-below",
         type=float,
         nargs="+",
-        default=[RetrievalConfig.start_below],
+        default=[START_BELOW],
         metavar="CONFIDENCE",
-        help="the product once per value of RetrievalConfig.start_below, same model, side by side",
+        help="the product once per value of DecoderConfig.start_below, same model, side by side",
     )
     parser.add_argument(
         "--typed-through",

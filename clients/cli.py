@@ -2,7 +2,7 @@
 
 The parser is in `parser.py`, the commands in `commands.py`, `serve_command.py` and
 `train_commands.py`, the status rendering in `render.py`; every option is documented in
-README.md.
+docs/commands.md.
 """
 
 from __future__ import annotations

@@ -61,7 +61,8 @@ COMPLETE_TIMEOUT_S = 5.0  # a completion later than this is no longer wanted
 WARM_TIMEOUT_S = 30.0  # reading a long document cold can take a while; nobody waits on it
 WARM_DEBOUNCE_S = 0.5  # after the last change: one Warm per pause in typing, not per keystroke
 # Ghost text should be right when it shows: the default asks for suggestions that are mostly
-# right (README, "Completion semantics", has the measurements); 0 always shows the best guess.
+# right (docs/completion.md, "Minimum confidence", has the measurements); 0 always shows the
+# best guess.
 DEFAULT_MIN_CONFIDENCE = 0.6
 ACCEPTED_COMMAND = "completiond.accepted"  # run by the editor when an item is accepted
 RECONNECT_AFTER_S = 5.0  # a daemon gone (its idle exit): looked for, or started, at most this often

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from completiond.completion.ranking import MODEL_BELOW, START_BELOW
 from completiond.completion.retrieval import RetrievalConfig
 
 if TYPE_CHECKING:
@@ -57,21 +58,21 @@ def add_retrieval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model-below",
         type=float,
-        default=RetrievalConfig.model_below,
+        default=MODEL_BELOW,
         metavar="CONF",
         help="run the model too when the best copied line's confidence is below CONF "
-        f"(default: {RetrievalConfig.model_below:g}; 0: only when nothing is found; "
+        f"(default: {MODEL_BELOW:g}; 0: only when nothing is found; "
         "above 1: always)",
     )
     p.add_argument(
         "--start-below",
         type=float,
-        default=RetrievalConfig.start_below,
+        default=START_BELOW,
         metavar="CONF",
         help="when no candidate is this confident (or as confident as the request's "
         "min_confidence, when higher), offer the model's likeliest next characters (cut where "
         "probability x characters saved is largest) first if they are expected to save more "
-        f"keystrokes (default: {RetrievalConfig.start_below:g}; 0: never; higher trades exact "
+        f"keystrokes (default: {START_BELOW:g}; 0: never; higher trades exact "
         "whole lines for keystrokes)",
     )
     p.add_argument(
@@ -84,12 +85,13 @@ def add_retrieval_options(p: argparse.ArgumentParser) -> None:
 
 
 def retrieval_config(args: argparse.Namespace) -> RetrievalConfig:
-    return RetrievalConfig(
-        enabled=not args.no_retrieval, model_below=args.model_below, start_below=args.start_below
-    )
+    return RetrievalConfig(enabled=not args.no_retrieval)
 
 
 def decoder_config(args: argparse.Namespace) -> DecoderConfig:
     from completiond.daemon.decoder import DecoderConfig  # onnxruntime loads only when needed
 
-    return DecoderConfig(declined_below=0.0) if args.keep_typed_through else DecoderConfig()
+    typed_through = {"declined_below": 0.0} if args.keep_typed_through else {}
+    return DecoderConfig(
+        model_below=args.model_below, start_below=args.start_below, **typed_through
+    )

@@ -1,5 +1,6 @@
 """The `completiond` argument parser: one function per command, each naming the function that
-runs it (`args.run`). Every option is documented in README.md (tests/test_cli.py checks it)."""
+runs it (`args.run`). Every option is documented in docs/commands.md (tests/test_cli.py checks
+it)."""
 
 from __future__ import annotations
 

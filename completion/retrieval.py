@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 from completiond.core.index import Searchable
 
+from .ranking import Scored, order_retrieved
+
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _PIECE = re.compile(r"\w+|[^\w\s]|\s+")  # where a shared start of continuations may end
 _NAME = re.compile(r"[A-Za-z_]\w*")
@@ -49,17 +51,6 @@ DEFAULT_WEIGHTS = (-0.406, 2.149, 1.543, 0.557, 0.046, 0.189, -0.636, 0.245, 0.6
 @dataclass
 class RetrievalConfig:
     enabled: bool = True
-    # The model runs too when the n-th best candidate found here is less confident than this
-    # (0: only when nothing is found; above 1: always).
-    model_below: float = 0.0
-    # The model's confident start (its likeliest next characters, cut where probability x
-    # characters saved is largest) is offered when no candidate is at least this confident (or
-    # as confident as the request's min_confidence, when higher), and leads when it is expected
-    # to save more keystrokes (0: never; above 1: always). Higher trades exact whole lines for
-    # keystrokes saved (`bench/quality.py --start-below` measures the trade); low, because with
-    # typed-through suggestions cut a wrong whole line costs little. Editors ask 0.6 or more:
-    # for them the gate is their threshold.
-    start_below: float = 0.02
     max_candidates: int = 16  # whole continuations collected, most specific contexts first
     min_anchor_chars: int = 2  # shortest context (after the line's start) worth looking up
     # Occurrences read per context, in the index (an even sample beyond) and in the current file.
@@ -71,9 +62,9 @@ class RetrievalConfig:
     document_weight: float = 3.0  # one occurrence in the current file counts this many times
     shape_lines: int = 50  # lines of the current file above and below compared by shape (0: off)
     shared_from: int = 2  # the most frequent continuations per context whose shared starts count
-    # A shared start may lead only when no whole line is at least this confident (calibrated:
-    # right about this often), or the request's min_confidence when higher. Higher trades exact
-    # whole lines for keystrokes saved.
+    # A shared start or a name's end may lead only when no whole line is at least this confident
+    # (calibrated: right about this often), or the request's min_confidence when higher
+    # (ranking.order_retrieved). Higher trades exact whole lines for keystrokes saved.
     shared_below: float = 0.02
     weights: tuple[float, ...] = DEFAULT_WEIGHTS
 
@@ -347,13 +338,6 @@ def showable(scored: list[tuple[str, float]]) -> list[tuple[str, float]]:
     return list(out.items())
 
 
-def lead_gate(below: float, min_confidence: float) -> float:
-    """A candidate confidence under which shorter suggestions may lead: `below`, or the client's
-    threshold when higher (a line it will not show cannot keep one it would show from leading);
-    `below` 0 turns them off whatever the threshold."""
-    return max(below, min_confidence) if below > 0 else 0.0
-
-
 class Retriever:
     """Looks up the text before the cursor; one per served model (in the daemon, its index is
     the daemon's, kept up to date with every saved file)."""
@@ -417,30 +401,16 @@ class Retriever:
     def candidates(
         self, prefix: str, suffix: str, min_confidence: float = 0.0
     ) -> list[tuple[str, float]]:
-        """(text, confidence), best first: whole rests of line, most confident first. When none
-        reaches `shared_below` (or `min_confidence`, what the client shows, when higher), the
-        shorter candidate (a shared start, at least as confident as the wholes that begin with
-        it, or the end of the name typed) expected to save the most keystrokes (confidence x
-        length) among those the client shows leads if it is expected to save more than the best
-        whole line the client shows. Texts stop before any UNSHOWABLE character."""
+        """(text, confidence), best first: whole rests of line, most confident first, unless
+        a shorter candidate (a shared start, at least as confident as the wholes that begin with
+        it; the end of the name typed) leads by `ranking.order_retrieved`'s rule."""
         if not self.config.enabled:
             return []
-        return showable(self._ranked(prefix, suffix, min_confidence))
-
-    def _ranked(self, prefix: str, suffix: str, min_confidence: float) -> list[tuple[str, float]]:
-        """The candidates as found, in their order (see `candidates`)."""
         found, tallies = self._lookup(prefix, suffix)
         wholes = sorted(((f.text, self.confidence(f)) for f in found.values()), key=lambda s: -s[1])
-        if not wholes or wholes[0][1] < lead_gate(self.config.shared_below, min_confidence):
-            starts = _with_mass(
-                [(f.text, self.confidence(f)) for f in _partials(prefix, found, tallies)], wholes
-            )
-            starts = [s for s in starts if s[1] >= min_confidence]  # only one the client shows
-            if not starts:
-                return wholes
-            text, confidence = max(starts, key=lambda s: s[1] * len(s[0]))
-            shown = wholes and wholes[0][1] >= min_confidence  # else it saves the client nothing
-            best = wholes[0][1] * len(wholes[0][0]) if shown else 0.0
-            if confidence * len(text) > best:  # it may be a whole line too: listed once
-                return [(text, confidence), *(w for w in wholes if w[0] != text)]
-        return wholes
+
+        def shorter() -> list[Scored]:  # only looked for when the rule asks
+            partials = [(f.text, self.confidence(f)) for f in _partials(prefix, found, tallies)]
+            return _with_mass(partials, wholes)
+
+        return order_retrieved(wholes, shorter, min_confidence, self.config.shared_below)

@@ -24,7 +24,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from completiond.completion.declined import DECLINED_BELOW, DeclinedSuggestions, without_declined
-from completiond.completion.retrieval import UNSHOWABLE, Retriever, lead_gate
+from completiond.completion.ranking import (
+    MODEL_BELOW,
+    START_BELOW,
+    best_saving,
+    copies_suffice,
+    keystrokes_saved,
+    order_merged,
+    start_gate,
+)
+from completiond.completion.retrieval import UNSHOWABLE, Retriever
 from completiond.core.errors import Cancelled
 from completiond.core.tokenizer import UNK_ID, CharTokenizer
 
@@ -38,10 +47,21 @@ ScoredLines = list[tuple[Sequence[int] | np.ndarray, float]]  # character ids, l
 class DecoderConfig:
     default_max_chars: int = 80  # candidate length when the request does not say
     beam_width: int = 4  # beams kept at temperature 0 (at least the number of candidates asked)
-    start_chars: int = 12  # longest confident start of the model (24 measured the same)
+    start_chars: int = 12  # longest confident start of the model
+    # The model runs too when the n-th best copied candidate is less confident than this
+    # (0: only when nothing is found; above 1: always).
+    model_below: float = MODEL_BELOW
+    # The model's confident start (its likeliest next characters, cut where the keystrokes it
+    # is expected to save are most) is offered when no candidate is at least this confident
+    # (or as confident as the request's min_confidence, when higher), and leads when it is
+    # expected to save more (0: never; above 1: always). Higher trades exact whole lines for
+    # keystrokes saved (`bench/quality.py --start-below` measures the trade); low, because with
+    # typed-through suggestions cut a wrong whole line costs little. Editors ask 0.6 or more:
+    # for them the gate is their threshold.
+    start_below: float = START_BELOW
     # A suggestion typed through at least this confident is kept whole (0: every one is, above
     # 1: none is). For the figures (keystrokes saved by how often a right suggestion is
-    # accepted) see the README.
+    # accepted) see docs/completion.md.
     declined_below: float = DECLINED_BELOW
     declined_documents: int = 256  # documents whose typed-through suggestions are remembered
 
@@ -140,11 +160,11 @@ class Decoder:
                 found = list(kept.items())
             retrieved = found
         _check(query)  # a request given up during the lookup gets no answer
-        enough = self.retriever is not None and len(retrieved) >= query.n
-        copied = enough and retrieved[query.n - 1][1] >= self.retriever.config.model_below
+        retrieving = self.retriever is not None
+        copied = retrieving and copies_suffice(retrieved, query.n, self.config.model_below)
         start_below = (
-            lead_gate(self.retriever.config.start_below, query.min_confidence)
-            if self.retriever is not None and not query.light
+            start_gate(self.config.start_below, query.min_confidence, query.light)
+            if retrieving
             else 0.0
         )
         surest = max((conf for _, conf in retrieved), default=0.0)
@@ -160,17 +180,16 @@ class Decoder:
         scored = [*retrieved[:1], *((text, float(np.exp(lp))) for text, lp in lines)]
         lead = None
         if max([surest, *(conf for _, conf in scored)]) < start_below:
-            shown = (item for item in scored if item[1] >= query.min_confidence)
-            first = max((conf * (len(text) - 1) for text, conf in shown), default=0.0)
-            lead = self._confident_start(logits, state, query, first)
+            to_beat = best_saving(scored, query.min_confidence)
+            lead = self._confident_start(logits, state, query, to_beat)
         return postprocess(lines, query, retrieved, lead, declined)
 
     def _confident_start(
         self, logits: np.ndarray, state: State, query: Query, to_beat: float
     ) -> tuple[str, float] | None:
-        """The model's greedy next characters, cut where probability x (length - 1) is largest, with
-        that probability; None unless that beats `to_beat` (what the best candidate is expected
-        to save). Stops as soon as no longer start could beat the best so far."""
+        """The model's greedy next characters, cut where the keystrokes they are expected to save
+        are most, with their probability; None unless that beats `to_beat` (what the best
+        candidate is expected to save). Stops as soon as no longer start could beat the best."""
         limit = min(self.config.start_chars, query.max_chars)
         ids: list[int] = []
         step = np.empty((1, 1), np.int64)  # the engine's input, one character, reused
@@ -187,9 +206,10 @@ class Decoder:
             logp_sum += float(logp[token])
             ids.append(token)
             p = math.exp(logp_sum)
-            if p * (len(ids) - 1) > to_beat and p >= query.min_confidence:
-                best, to_beat = (len(ids), p), p * (len(ids) - 1)
-            if p * (limit - 1) <= to_beat or p < query.min_confidence:
+            saved = keystrokes_saved(len(ids), p)
+            if saved > to_beat and p >= query.min_confidence:
+                best, to_beat = (len(ids), p), saved
+            if keystrokes_saved(limit, p) <= to_beat or p < query.min_confidence:
                 break  # probabilities only fall: no longer start saves more, or is shown
             step[0, 0] = token
             logits_3d, state = self.engine.run(step, state)
@@ -301,21 +321,17 @@ def postprocess(
     merged (the model's probabilities add up; a retrieved line keeps the larger of its own
     confidence and the model's), best first (`lead`, the model's confident start, when given;
     then most confident first when the model ran, else in the retriever's order), at most n,
-    none below min_confidence; a text the user declined here is cut to its first word or left
-    out (declined.py)."""
+    none below min_confidence; a decoded text the user declined here is cut to its first word or
+    left out (declined.py; `retrieved` comes cut already)."""
     clean = _cleaner(query)
     merged: dict[str, float] = {}
     for text, logprob in _offered(lines, clean, declined):
         merged[text] = min(1.0, merged.get(text, 0.0) + float(np.exp(logprob)))
-    for text, confidence in _offered(retrieved, clean, declined):
+    # Retrieved lines were cut by the typed-through rule before the decoder's gates: only once.
+    for text, confidence in _offered(retrieved, clean, frozenset()):
         merged[text] = max(merged.get(text, 0.0), confidence)
-    # The retriever's order stands on its own (a shared start may lead more confident lines).
-    ranked = sorted(merged.items(), key=lambda item: -item[1]) if lines else list(merged.items())
-    if lead is not None and (leads := _offered([lead], clean, declined)):
-        first = leads[0][0]
-        ranked = [(first, max(lead[1], merged.get(first, 0.0)))] + [
-            item for item in ranked if item[0] != first
-        ]
+    leads = _offered([lead], clean, declined) if lead is not None else []
+    ranked = order_merged(merged, bool(lines), leads[0] if leads else None)
     # Filtered before the first n are taken: a less confident candidate may lead (a start).
     shown = [Candidate(text, conf) for text, conf in ranked if conf >= query.min_confidence]
     return shown[: query.n]

@@ -725,17 +725,17 @@ def evaluate(
     return EvalReport(system, config, sorted(texts), len(lines), modes, keystrokes)
 
 
-def _retrieval_note(config: RetrievalConfig, files: int) -> str:
+def _retrieval_note(config: RetrievalConfig, decoding: DecoderConfig, files: int) -> str:
     if not config.enabled:
         return "retrieval off: the model alone"
     when = (
         "when nothing is found"
-        if config.model_below <= 0
-        else f"when the best copied line's confidence is below {config.model_below:g}"
+        if decoding.model_below <= 0
+        else f"when the best copied line's confidence is below {decoding.model_below:g}"
     )
     start = (
-        f", and for its confident start when no candidate reaches {config.start_below:g}"
-        if config.start_below > 0
+        f", and for its confident start when no candidate reaches {decoding.start_below:g}"
+        if decoding.start_below > 0
         else ""
     )
     return (
@@ -799,7 +799,9 @@ def run_eval(
         f"model {served.version}: {model.get('num_layers', '?')}x{model.get('hidden_size', '?')} "
         f"character LSTM, validation {meta.get('val_bpc', math.nan):.3f} bits/char"
     )
-    report.notes.append(_retrieval_note(retriever.config, len(corpus.train_files)))
+    report.notes.append(
+        _retrieval_note(retriever.config, served.decoder.config, len(corpus.train_files))
+    )
     report.notes.append(_typed_through_note(served.decoder.config))
     if meta.get("corpus", {}).get("fingerprint") not in (None, corpus.fingerprint):
         report.notes.append(

@@ -249,24 +249,36 @@ def test_every_command_has_accurate_help(tmp_path: Path) -> None:
         assert result.returncode == 0 and f"usage: completiond {command}" in result.stdout
 
 
-def test_the_readme_lists_every_option_of_every_command() -> None:
-    """Each long option of `--help` appears in its command's row of the README's table
-    (`--repo`, which every command takes, is documented above the table)."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    rows = {m[1]: m[0] for m in re.finditer(r"^\| `([a-z-]+)[^\n]*", readme, re.MULTILINE)}
+def commands_doc_section(heading: str) -> str:
+    """One `## heading` section of docs/commands.md, the reference of every command."""
+    text = (Path(__file__).parents[1] / "docs" / "commands.md").read_text()
+    return text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def undocumented(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    """The options of `parser` (short and long) that `text` does not name."""
+    return [
+        option
+        for action in parser._actions
+        for option in action.option_strings
+        if option not in ("-h", "--help", "--repo")
+        and not re.search(r"(?<![\w-])" + re.escape(option) + r"(?![\w-])", text)
+    ]
+
+
+def test_the_docs_list_every_option_of_every_command() -> None:
+    """Every command, the `lsp` bridge included, has a row in the commands table of
+    docs/commands.md naming each of its `--help` options; `completiond`'s own options and
+    `--repo`, which every command takes, are documented above the table."""
+    table = commands_doc_section("The commands")
+    rows = {m[1]: m[0] for m in re.finditer(r"^\| `([a-z-]+)[^\n]*", table, re.MULTILINE)}
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     parsers = {**commands.choices, "lsp": build_lsp_parser()}
-    missing = {
-        name: [
-            option
-            for action in parser._actions
-            for option in action.option_strings
-            if option.startswith("--") and option not in ("--help", "--repo")
-            and not re.search(re.escape(option) + r"(?![\w-])", rows.get(name, ""))
-        ]
-        for name, parser in parsers.items()
-    }  # fmt: skip
+    assert sorted(rows) == sorted(parsers)
+    missing = {name: undocumented(parser, rows[name]) for name, parser in parsers.items()}
     assert missing == {name: [] for name in parsers}
+    shared = commands_doc_section("Options every command takes")
+    assert undocumented(build_parser(), shared) == [] and "`--repo DIR`" in shared
 
 
 def test_eval_reports_quality_of_the_stored_model(

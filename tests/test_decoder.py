@@ -42,14 +42,15 @@ TOK = CharTokenizer.fit([""])
 def decoder(
     table: dict[str, dict[str, float]],
     beam_width: int = 4,
-    start_below: float = 0.0,
+    start_below: float | None = None,
     retriever: Retriever | None = None,
 ) -> Decoder:
     engine = BigramEngine(TOK, table)
     states = DocumentStates(engine, TOK, ContextConfig())
     if retriever is None and start_below:  # the model's start without any copied line
-        retriever = Retriever(None, RetrievalConfig(enabled=False, start_below=start_below))
-    return Decoder(engine, TOK, states, DecoderConfig(beam_width=beam_width), retriever)
+        retriever = Retriever(None, RetrievalConfig(enabled=False))
+    gate = {} if start_below is None else {"start_below": start_below}
+    return Decoder(engine, TOK, states, DecoderConfig(beam_width=beam_width, **gate), retriever)
 
 
 CHAIN = {"a": {"b": 0.9, "z": 0.1}, "b": {"c": 0.8, "\n": 0.2}, "c": {"\n": 1.0}, "z": {"\n": 1.0}}
@@ -165,7 +166,7 @@ def test_the_start_may_lead_whenever_no_line_reaches_the_clients_threshold() -> 
     assert [c.text for c in shown] == ["self"]
     # The start off (0) stays off whatever the threshold.
     model = decoder(SELF, start_below=0.2)
-    model.retriever.config.start_below = 0.0
+    model.config.start_below = 0.0
     assert model.complete(Query(prefix="x", min_confidence=0.5)) == []
 
 
@@ -186,20 +187,16 @@ def test_a_weak_copied_line_gets_the_models_start_and_a_sure_one_skips_the_model
 
 def test_a_start_below_min_confidence_gives_way_to_a_candidate_above_it() -> None:
     unsure_self = {**SELF, "x": {"s": 0.3, "t": 0.25, "u": 0.25, "v": 0.2}}
-    halves = Retriever(
-        None, RetrievalConfig(weights=(0.0,) * len(DEFAULT_WEIGHTS), start_below=1.0)
-    )  # all 0.5
-    model = decoder(unsure_self, retriever=halves)
+    halves = Retriever(None, RetrievalConfig(weights=(0.0,) * len(DEFAULT_WEIGHTS)))  # all 0.5
+    model = decoder(unsure_self, start_below=1.0, retriever=halves)
     assert [c.text for c in model.complete(Query(prefix="xy\nx"))] == ["self"]  # 0.3 x 3 > 0.5 x 0
     shown = model.complete(Query(prefix="xy\nx", min_confidence=0.4))
     assert [(c.text, c.confidence) for c in shown] == [("y", 0.5)]
 
 
 def test_a_line_the_client_will_not_show_does_not_keep_the_models_start_from_leading() -> None:
-    halves = Retriever(
-        None, RetrievalConfig(weights=(0.0,) * len(DEFAULT_WEIGHTS), start_below=1.0)
-    )  # every copied line 0.5
-    model = decoder(SELF, retriever=halves)
+    halves = Retriever(None, RetrievalConfig(weights=(0.0,) * len(DEFAULT_WEIGHTS)))  # all 0.5
+    model = decoder(SELF, start_below=1.0, retriever=halves)
     document = "x = self.alpha(1)\n"
     # At 0: the copied line (0.5 x 15 keystrokes) beats the sure start `self` (1.0 x 3).
     assert model.complete(Query(prefix=document + "x"))[0].text == " = self.alpha(1)"

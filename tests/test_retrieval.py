@@ -200,10 +200,10 @@ def test_a_start_that_is_also_a_whole_line_is_listed_once() -> None:
     unsure = Retriever(
         None, RetrievalConfig(weights=(-6.0, *[0.0] * (len(DEFAULT_WEIGHTS) - 1)))
     )  # every line 0.25%
-    document = "a = foo\na = foo(x)\na = foo(y)\na = "
+    document = "a = foo\na = foo(x)\na = foo(y)\na = foo.z\na = "
     texts = [text for text, _ in unsure.candidates(document, "")]
-    assert texts[0] == "foo" and texts.count("foo") == 1  # the three lines begin with it
-    assert set(texts) == {"foo", "foo(x)", "foo(y)"}
+    assert texts[0] == "foo" and texts.count("foo") == 1  # the four lines begin with it
+    assert set(texts) == {"foo", "foo(x)", "foo(y)", "foo.z"}
 
 
 def test_a_line_of_the_same_shape_in_the_file_is_copied_with_its_names_renamed() -> None:
