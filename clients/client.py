@@ -30,19 +30,19 @@ def daemon_address(
     return f"unix://{path}"
 
 
-def add_repo_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--repo",
-        type=Path,
-        default=Path("."),
-        metavar="DIR",
-        help="the repository (any directory inside it; default: the current directory)",
-    )
+def add_repo_option(
+    parser: argparse.ArgumentParser,
+    help: str = "the repository (any directory inside it; default: the current directory)",
+) -> None:
+    parser.add_argument("--repo", type=Path, default=Path("."), metavar="DIR", help=help)
 
 
-def add_connection_options(parser: argparse.ArgumentParser) -> None:
+def add_connection_options(parser: argparse.ArgumentParser, repo_help: str | None = None) -> None:
     """The options every client (the commands, the LSP bridge) reaches a daemon with."""
-    add_repo_option(parser)
+    if repo_help is None:
+        add_repo_option(parser)
+    else:
+        add_repo_option(parser, repo_help)
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--socket", type=Path, help="Unix socket of the daemon (default: derived from the repo)"

@@ -8,8 +8,13 @@ daemon or a model every answer is empty and the editor is told once through `win
 Each suggestion shown is followed through the document's changes to one outcome (accepted,
 partially accepted or dismissed), reported to the daemon's feedback counts.
 
-This module is the server; what a candidate's edit is lives in `lsp_edits.py`, what became of a
-suggestion in `lsp_feedback.py`.
+Each document goes to the daemon of its own repository, started when none answers (unless
+`--no-start`); while that daemon trains its first model the editor shows the run's progress
+(`$/progress`), then one message when completions start.
+
+This module is the server; which daemon serves a document, and starting it, lives in
+`lsp_daemons.py`; what a candidate's edit is in `lsp_edits.py`, what became of a suggestion in
+`lsp_feedback.py`.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shlex
 import sys
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -33,11 +40,19 @@ from pygls.workspace import TextDocument
 
 from completiond.core.errors import CompletiondError, DaemonUnreachable
 from completiond.core.limits import MAX_COMPLETION_CHARS
-from completiond.core.locations import repo_root
+from completiond.core.locations import default_socket_path, repo_root
 from completiond.core.version import __version__
 from completiond.v1 import completion_pb2 as pb
 
 from .client import Client, Connection, add_connection_options, connection
+from .lsp_daemons import (
+    DEFAULT_IDLE_EXIT_MIN,
+    DEFAULT_MAX_FILES,
+    Starter,
+    answers,
+    count_files,
+    find_repository,
+)
 from .lsp_edits import Planned, Suggestion, completion_items, inline_items, plan_edits
 from .lsp_feedback import Event, FeedbackTracker, Shown, feedback_name
 
@@ -50,12 +65,18 @@ WARM_DEBOUNCE_S = 0.5  # after the last change: one Warm per pause in typing, no
 # best guess.
 DEFAULT_MIN_CONFIDENCE = 0.6
 ACCEPTED_COMMAND = "completiond.accepted"  # run by the editor when an item is accepted
+RECONNECT_AFTER_S = 5.0  # a daemon gone (its idle exit): looked for, or started, at most this often
+PROGRESS_POLL_S = 0.5  # how often the first model's progress is asked for while it trains
+FOLLOW_GIVE_UP_S = 10.0  # a daemon unreachable this long while followed: stop following it
 
 
 @dataclass
 class BridgeConfig:
-    daemon: Connection
-    root: Path  # paths sent to the daemon are relative to it
+    fixed: Connection | None  # --socket/--listen: every document goes to this one daemon
+    root: Path  # with `fixed`: paths sent to it are relative to this repository
+    opened: Path | None = None  # --repo: a directory the editor opened
+    starter: Starter | None = field(default_factory=Starter)  # None: --no-start
+    max_files: int = DEFAULT_MAX_FILES
     max_chars: int = 80
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
 
@@ -77,11 +98,23 @@ class _Pending:
 
 @dataclass
 class _DaemonLink:
-    """The gRPC client, made on first use (the daemon may start after the editor)."""
+    """One repository's daemon: the gRPC client, made on first use (the daemon may start after
+    the editor), and what the bridge knows of it."""
 
     connection: Connection
+    root: Path  # paths sent to the daemon are relative to it
     client: Client | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    down: bool = False  # a failure was logged; the next one is not, until a success
+    connecting: bool = False  # being looked for or started: failures meanwhile are expected
+    last_connect: float = -RECONNECT_AFTER_S
+    refused: bool = False  # no daemon for it (too large, or its start failed): told once
+    following: bool = False  # its first model's progress is (or was) followed
+
+    @property
+    def socket(self) -> Path | None:
+        address = self.connection.address
+        return Path(address[len("unix://") :]) if address.startswith("unix://") else None
 
     def get(self) -> Client:
         with self.lock:
@@ -102,8 +135,12 @@ class CompletionBridge(LanguageServer):
         super().__init__("completiond", __version__)
         self.config = config
         self.shutdown_requested = False
-        self._daemon = _DaemonLink(config.daemon)
-        self._down = False  # a failure was logged; the next one is not, until a success
+        self._fixed = _DaemonLink(config.fixed, config.root) if config.fixed else None
+        self._links: dict[Path, _DaemonLink] = {}  # by repository root
+        self._routes: dict[str, _DaemonLink | None] = {}  # by document URI, at its first sight
+        self._opened: list[Path] = [config.opened] if config.opened else []
+        self._told: set[str] = set()  # messages shown once
+        self._progress_supported = False
         self.client_name = "lsp"  # the editor, from `initialize`, for feedback counts
         # Per (method, document): inline and list completions of one keystroke both go ahead.
         self._pending: dict[tuple[str, str], _Pending] = {}
@@ -111,6 +148,8 @@ class CompletionBridge(LanguageServer):
         self._warmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="completiond-warm")
         self._feedback = FeedbackTracker()
         self._reporter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="completiond-report")
+        # Looking for daemons, starting them (a start waits seconds), following their training.
+        self._connector = ThreadPoolExecutor(max_workers=4, thread_name_prefix="completiond-start")
         # Partials: pygls tags each handler with attributes, which bound methods cannot take.
         self.feature(types.TEXT_DOCUMENT_DID_OPEN)(partial(self.did_open))
         self.feature(types.TEXT_DOCUMENT_DID_CHANGE)(partial(self.did_change))
@@ -130,12 +169,20 @@ class CompletionBridge(LanguageServer):
         """Warming is no longer wanted; reports still queued go out, then the channel closes,
         before the process exits (it joins the executors' threads)."""
         self._warmer.shutdown(wait=False, cancel_futures=True)
-        self._reporter.submit(self._daemon.close)
+        self._connector.shutdown(wait=False, cancel_futures=True)
+        for link in self._all_links():
+            self._reporter.submit(link.close)
         self._reporter.shutdown(wait=False)
+
+    def _all_links(self) -> list[_DaemonLink]:
+        return [self._fixed] if self._fixed else list(self._links.values())
 
     def on_initialize(self, params: types.InitializeParams) -> None:
         name = params.client_info.name if params.client_info else ""
         self.client_name = feedback_name(name)
+        self._opened += _opened_folders(params)
+        window = params.capabilities.window
+        self._progress_supported = bool(window and window.work_done_progress)
 
     # Feedback: a suggestion shown is followed through the changes after it (FeedbackTracker);
     # an accepted item also runs ACCEPTED_COMMAND with its document's URI, where the editor runs
@@ -144,7 +191,9 @@ class CompletionBridge(LanguageServer):
 
     def on_accepted(self, *arguments: object) -> None:
         uri = arguments[0] if arguments and isinstance(arguments[0], str) else None
-        self._report(self._feedback.accepted(uri))
+        uri = uri or self._feedback.latest()
+        if uri is not None:
+            self._report(uri, self._feedback.accepted(uri))
 
     def _shown(
         self, document: TextDocument, position: types.Position, suggestions: list[Suggestion]
@@ -154,19 +203,21 @@ class CompletionBridge(LanguageServer):
         lines = document.lines
         line = lines[row].rstrip("\r\n") if row < len(lines) else ""
         shown = Shown.at(row, line, suggestions[0].start - line_start, suggestions)
-        self._report(self._feedback.shown(document.uri, shown))
+        self._report(document.uri, self._feedback.shown(document.uri, shown))
 
-    def _report(self, events: list[Event]) -> None:
-        for event in events:
-            self._reporter.submit(self._report_now, event)
+    def _report(self, uri: str, events: list[Event]) -> None:
+        link = self._routes.get(uri)
+        for event in events if link is not None else ():
+            self._reporter.submit(self._report_now, link, event)
 
-    def _report_now(self, event: Event) -> None:
+    def _report_now(self, link: _DaemonLink, event: Event) -> None:
         with contextlib.suppress(DaemonUnreachable, grpc.RpcError):
-            self._daemon.get().feedback(self.client_name, event)
+            link.get().feedback(self.client_name, event)
 
     # Documents: pygls keeps their text; the daemon gets it to read ahead of the first request.
 
     def did_open(self, params: types.DidOpenTextDocumentParams) -> None:
+        self._route(params.text_document.uri)
         self._warm(params.text_document.uri)
 
     def did_change(self, params: types.DidChangeTextDocumentParams) -> None:
@@ -177,7 +228,7 @@ class CompletionBridge(LanguageServer):
             WARM_DEBOUNCE_S, self._warm, uri
         )
         lines = self.workspace.get_text_document(uri).lines
-        self._report(self._feedback.edited(uri, lines, params.content_changes))
+        self._report(uri, self._feedback.edited(uri, lines, params.content_changes))
 
     def did_close(self, params: types.DidCloseTextDocumentParams) -> None:
         uri = params.text_document.uri
@@ -185,11 +236,12 @@ class CompletionBridge(LanguageServer):
             timer.cancel()
         for key in [key for key in self._pending if key[1] == uri]:
             self._pending.pop(key).abandon()
-        self._report(self._feedback.closed(uri))
+        self._report(uri, self._feedback.closed(uri))
 
     def on_shutdown(self, params: None) -> None:
         self.shutdown_requested = True
-        self._report(self._feedback.close_all())
+        for uri, outcome in self._feedback.close_all():
+            self._report(uri, [outcome])
         for timer in self._warm_timers.values():
             timer.cancel()
         for pending in self._pending.values():
@@ -197,36 +249,187 @@ class CompletionBridge(LanguageServer):
 
     def _warm(self, uri: str) -> None:
         self._warm_timers.pop(uri, None)
-        if uri in self.workspace.text_documents:
+        link = self._routes.get(uri)
+        if link is not None and uri in self.workspace.text_documents:
             text = self.workspace.get_text_document(uri).source
             loop = asyncio.get_running_loop()
-            self._warmer.submit(self._warm_now, loop, uri, text, self._path(uri))
+            self._warmer.submit(self._warm_now, loop, link, uri, text, _path(uri, link.root))
 
-    def _warm_now(self, loop: asyncio.AbstractEventLoop, uri: str, text: str, path: str) -> None:
+    def _warm_now(
+        self, loop: asyncio.AbstractEventLoop, link: _DaemonLink, uri: str, text: str, path: str
+    ) -> None:
         """On the warm thread: the outcome is reported on the event loop, like any other."""
         try:
-            self._daemon.get().warm(text, document_id=uri, path=path)
+            link.get().warm(text, document_id=uri, path=path)
         except (DaemonUnreachable, grpc.RpcError) as error:
-            _call_soon(loop, self._failed, error)
+            _call_soon(loop, self._failed, link, error)
         else:
-            _call_soon(loop, self._succeeded)
+            _call_soon(loop, self._succeeded, link)
 
-    def _path(self, uri: str) -> str:
-        """The document's path relative to the repository (absolute outside it; "" unsaved)."""
-        fs_path = to_fs_path(uri)
-        if fs_path is None:
-            return ""
-        path = Path(fs_path)
-        root = self.config.root
-        return str(path.relative_to(root)) if path.is_relative_to(root) else fs_path
+    # Routes: each document to its repository's daemon, looked for (and started) on first sight.
+
+    def _route(self, uri: str) -> _DaemonLink | None:
+        """The daemon of the document's repository; None when it gets none (told once)."""
+        if uri in self._routes:
+            return self._routes[uri]
+        link = self._fixed or self._repository_link(uri)
+        self._routes[uri] = link
+        if link is not None and link is self._fixed:
+            self._follow(link)  # given by --socket/--listen: it may be training its first model
+        return link
+
+    def _repository_link(self, uri: str) -> _DaemonLink | None:
+        fs_path = to_fs_path(uri) if uri.startswith("file:") else None
+        if fs_path is not None:
+            root = find_repository(Path(fs_path), self._opened)
+        else:  # an unsaved document: the first folder the editor opened, if any
+            root = find_repository(self._opened[0] / "_", self._opened) if self._opened else None
+        if root is None:
+            where = fs_path or uri
+            self._tell_once(
+                "outside",
+                f"completiond: no completions for {where} and other files outside any "
+                "repository (not in a git work tree or a folder you opened)",
+            )
+            return None
+        if root not in self._links:
+            link = self._links[root] = _DaemonLink(
+                Connection(f"unix://{default_socket_path(root)}"), root
+            )
+            self._connect(link)
+        return self._links[root]
+
+    def _connect(self, link: _DaemonLink) -> None:
+        """Look for the link's daemon, or start it, off the event loop."""
+        if link.connecting or link.refused:
+            return
+        link.connecting = True
+        link.last_connect = time.monotonic()
+        loop = asyncio.get_running_loop()
+        future = self._connector.submit(self._find_or_start, link)
+        future.add_done_callback(lambda done: _call_soon(loop, self._connected, link, done))
+
+    def _find_or_start(self, link: _DaemonLink) -> str:
+        """On a start thread: "running", "started", "none" (not started: --no-start), or why
+        the repository gets no daemon."""
+        socket_path = link.socket
+        assert socket_path is not None
+        if answers(socket_path):
+            return "running"
+        starter = self.config.starter
+        if starter is None:
+            return "none"
+        if (files := count_files(link.root, self.config.max_files)) > self.config.max_files:
+            return (
+                f"too large: {files:,} files or more, the limit is {self.config.max_files:,} "
+                "(`lsp --max-files`); start a daemon by hand if you want one"
+            )
+        return "started" if starter.ensure(link.root, socket_path) else "running"
+
+    def _connected(self, link: _DaemonLink, done: Future[str]) -> None:
+        link.connecting = False
+        if done.cancelled():  # the bridge is closing
+            return
+        try:
+            outcome = done.result()
+        except (CompletiondError, OSError) as error:
+            outcome = f"could not start its daemon: {error}"
+        if outcome == "started" and (starter := self.config.starter) is not None:
+            self.window_log_message(
+                types.LogMessageParams(
+                    type=types.MessageType.Info,
+                    message=f"completiond: started a daemon for {link.root} (it stops after "
+                    f"{starter.idle_exit_minutes:g} min without a client; `completiond "
+                    "status` there shows it)",
+                )
+            )
+        if outcome in ("running", "started"):
+            self._follow(link)
+            for uri in [uri for uri, routed in self._routes.items() if routed is link]:
+                self._warm(uri)
+        elif outcome != "none":
+            link.refused = True
+            self._tell_once(
+                str(link.root), f"completiond: no completions in {link.root}: {outcome}"
+            )
+
+    def _tell_once(self, key: str, message: str) -> None:
+        if key not in self._told:
+            self._told.add(key)
+            self.window_show_message(
+                types.ShowMessageParams(type=types.MessageType.Warning, message=message)
+            )
+
+    # The first model: its training shown as work-done progress, then one message.
+
+    def _follow(self, link: _DaemonLink) -> None:
+        """Once per daemon: a daemon found with a model has nothing to show."""
+        if not link.following:
+            link.following = True
+            asyncio.get_running_loop().create_task(self._follow_first_model(link))
+
+    async def _follow_first_model(self, link: _DaemonLink) -> None:
+        """Until the daemon serves a model: its training's progress in the editor."""
+        loop = asyncio.get_running_loop()
+        token = f"completiond/first-model/{link.root}"
+        shown = False
+        training = False  # seen without a model: its first model trains
+        began = time.monotonic()
+        unreachable_since: float | None = None
+        try:
+            while not self.shutdown_requested:
+                try:
+                    status = await loop.run_in_executor(self._connector, _status, link)
+                except (DaemonUnreachable, grpc.RpcError):
+                    unreachable_since = unreachable_since or time.monotonic()
+                    if time.monotonic() - unreachable_since > FOLLOW_GIVE_UP_S:
+                        return
+                    await asyncio.sleep(PROGRESS_POLL_S)
+                    continue
+                unreachable_since = None
+                if status.HasField("model"):
+                    if training:
+                        self._completions_start(link, status, time.monotonic() - began)
+                    return
+                training = True
+                if not shown and self._progress_supported:
+                    await self.work_done_progress.create_async(token)
+                    self.work_done_progress.begin(token, _progress_begin(link.root))
+                    shown = True
+                if shown:
+                    self.work_done_progress.report(token, _progress_report(status))
+                await asyncio.sleep(PROGRESS_POLL_S)
+        finally:
+            if shown:
+                self.work_done_progress.end(token, types.WorkDoneProgressEnd(message="done"))
+
+    def _completions_start(
+        self, link: _DaemonLink, status: pb.StatusResponse, waited_s: float
+    ) -> None:
+        """The one message of a first model: completions start now."""
+        self.window_show_message(
+            types.ShowMessageParams(
+                type=types.MessageType.Info,
+                message=f"completiond: completions start in {link.root} (model "
+                f"{status.model.version}, trained in {waited_s:.0f} s)",
+            )
+        )
+        for uri in [uri for uri, routed in self._routes.items() if routed is link]:
+            self._warm(uri)
 
     # Failures: empty answers, logged once until the daemon answers again.
 
-    def _failed(self, error: Exception) -> None:
+    def _failed(self, link: _DaemonLink, error: Exception) -> None:
         if isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.CANCELLED:
             return
-        if not self._down:
-            self._down = True
+        if (
+            link is not self._fixed
+            and _gone(error)
+            and (time.monotonic() - link.last_connect > RECONNECT_AFTER_S)
+        ):
+            self._connect(link)  # it stopped (its idle exit): find it again, or start it
+        if not link.down and not link.connecting:
+            link.down = True
             detail = error.details() if isinstance(error, grpc.RpcError) else str(error)
             self.window_log_message(
                 types.LogMessageParams(
@@ -235,8 +438,8 @@ class CompletionBridge(LanguageServer):
                 )
             )
 
-    def _succeeded(self) -> None:
-        self._down = False
+    def _succeeded(self, link: _DaemonLink) -> None:
+        link.down = False
 
     # Requests.
 
@@ -249,14 +452,19 @@ class CompletionBridge(LanguageServer):
         key = (method, uri)
         if (older := self._pending.pop(key, None)) is not None:
             older.abandon()
+        link = self._route(uri)
+        if link is None:
+            return []
         try:
-            client = self._daemon.get()
+            client = link.get()
         except DaemonUnreachable as error:
-            self._failed(error)
+            self._failed(link, error)
             return []
         waiter: asyncio.Future[None] = loop.create_future()
         call = client.completion.Complete.future(
-            self._request(document, cursor), timeout=COMPLETE_TIMEOUT_S, metadata=client.metadata
+            self._request(document, cursor, link.root),
+            timeout=COMPLETE_TIMEOUT_S,
+            metadata=client.metadata,
         )
         pending = self._pending[key] = _Pending(call, waiter)
         call.add_done_callback(lambda _: _call_soon(loop, _settle, waiter))
@@ -273,17 +481,17 @@ class CompletionBridge(LanguageServer):
         try:
             response = call.result()
         except grpc.RpcError as error:
-            self._failed(error)
+            self._failed(link, error)
             return []
-        self._succeeded()
+        self._succeeded(link)
         return list(response.candidates)
 
-    def _request(self, document: TextDocument, cursor: int) -> pb.CompleteRequest:
+    def _request(self, document: TextDocument, cursor: int, root: Path) -> pb.CompleteRequest:
         text = document.source
         return pb.CompleteRequest(
             prefix=text[:cursor],
             suffix=text[cursor:],
-            path=self._path(document.uri),
+            path=_path(document.uri, root),
             document_id=document.uri,
             n=CANDIDATES,
             max_chars=self.config.max_chars,
@@ -325,6 +533,55 @@ class CompletionBridge(LanguageServer):
         return types.CompletionList(is_incomplete=True, items=items)
 
 
+def _path(uri: str, root: Path) -> str:
+    """The document's path relative to the repository (absolute outside it; "" unsaved)."""
+    fs_path = to_fs_path(uri)
+    if fs_path is None:
+        return ""
+    path = Path(fs_path)
+    return str(path.relative_to(root)) if path.is_relative_to(root) else fs_path
+
+
+def _opened_folders(params: types.InitializeParams) -> list[Path]:
+    """The directories the editor opened: its workspace folders, else its root."""
+    uris = [folder.uri for folder in params.workspace_folders or []]
+    if not uris and params.root_uri:
+        uris = [params.root_uri]
+    paths = [to_fs_path(uri) for uri in uris if uri.startswith("file:")]
+    return [Path(path) for path in paths if path]
+
+
+def _gone(error: Exception) -> bool:
+    """Whether the failure may mean that no daemon listens (any more)."""
+    if isinstance(error, DaemonUnreachable):
+        return True
+    return isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def _status(link: _DaemonLink) -> pb.StatusResponse:
+    return link.get().status()
+
+
+def _progress_begin(root: Path) -> types.WorkDoneProgressBegin:
+    return types.WorkDoneProgressBegin(
+        title=f"completiond: training a first model for {root.name}",
+        message="starting",
+        percentage=0,
+        cancellable=False,
+    )
+
+
+def _progress_report(status: pb.StatusResponse) -> types.WorkDoneProgressReport:
+    """The run's phase, percent and time left (nothing runs yet: reading the repository)."""
+    if not status.HasField("training"):
+        return types.WorkDoneProgressReport(message="reading the repository", percentage=0)
+    run = status.training
+    eta = f", about {run.eta_seconds:.0f} s left" if run.eta_seconds > 0 else ""
+    return types.WorkDoneProgressReport(
+        message=f"{run.phase}{eta}", percentage=round(100 * min(1.0, max(0.0, run.fraction)))
+    )
+
+
 def _accepted(uri: str) -> types.Command:
     return types.Command(
         title="completiond: suggestion accepted", command=ACCEPTED_COMMAND, arguments=[uri]
@@ -347,9 +604,16 @@ def _settle(waiter: asyncio.Future[None]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="completiond lsp",
-        description="Language server on stdio: the repository daemon's completions in any editor.",
+        description="Language server on stdio: each document's repository daemon's completions "
+        "in any editor (the daemon started when none runs).",
     )
-    add_connection_options(parser)
+    add_connection_options(
+        parser,
+        repo_help="a directory the editor opened: its documents outside any git work tree "
+        "go to its daemon (each document goes to its own repository's daemon otherwise); with "
+        "--socket/--listen, the repository of that daemon (default: the current directory)",
+    )
+    parser.set_defaults(repo=None)  # given or not: only a given one is a folder opened
     parser.add_argument(
         "--max-chars",
         type=int,
@@ -364,7 +628,52 @@ def build_parser() -> argparse.ArgumentParser:
         f"{DEFAULT_MIN_CONFIDENCE:g}, suggestions shown are mostly right; 0: always the best "
         "guess)",
     )
+    _add_start_options(parser)
     return parser
+
+
+def _add_start_options(parser: argparse.ArgumentParser) -> None:
+    """Whether and how the bridge starts the daemons of repositories that have none."""
+    parser.add_argument(
+        "--no-start",
+        action="store_true",
+        help="never start a daemon: a repository without a running one gets no completions",
+    )
+    parser.add_argument(
+        "--idle-exit",
+        type=float,
+        default=DEFAULT_IDLE_EXIT_MIN,
+        metavar="MIN",
+        help="a daemon the bridge starts stops after MIN minutes with no client call (default: "
+        f"{DEFAULT_IDLE_EXIT_MIN:g})",
+    )
+    parser.add_argument(
+        "--max-files",
+        type=int,
+        default=DEFAULT_MAX_FILES,
+        metavar="N",
+        help="start no daemon for a repository of more than N files (default: "
+        f"{DEFAULT_MAX_FILES})",
+    )
+    parser.add_argument(
+        "--serve-args",
+        default="",
+        metavar="ARGS",
+        help="more `completiond serve` options for the daemons it starts, one shell-quoted "
+        "string (e.g. --serve-args='--minutes 2 --no-watch')",
+    )
+
+
+def _starter(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Starter | None:
+    if args.no_start:
+        return None
+    if not args.idle_exit > 0:
+        parser.error("--idle-exit must be a positive number of minutes")
+    try:
+        serve_args = tuple(shlex.split(args.serve_args))
+    except ValueError as exc:
+        parser.error(f"--serve-args: {exc}")
+    return Starter(args.idle_exit, serve_args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -375,14 +684,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--max-chars must be between 1 and {MAX_COMPLETION_CHARS}")
     if not 0 <= args.min_confidence <= 1:
         parser.error("--min-confidence must be between 0 and 1")
-    try:
-        daemon = connection(args)  # a token or CA file that cannot be used: say so, at once
-    except CompletiondError as exc:
-        parser.error(str(exc))
+    fixed = None
+    if args.socket or args.listen:
+        try:
+            fixed = connection(args)  # a token or CA file that cannot be used: say so, at once
+        except CompletiondError as exc:
+            parser.error(str(exc))
     server = CompletionBridge(
         BridgeConfig(
-            daemon=daemon,
-            root=repo_root(args.repo),
+            fixed=fixed,
+            root=repo_root(args.repo or Path.cwd()),
+            opened=args.repo.resolve() if args.repo else None,
+            starter=_starter(parser, args),
+            max_files=args.max_files,
             max_chars=args.max_chars,
             min_confidence=args.min_confidence,
         )

@@ -171,7 +171,7 @@ class FeedbackTracker:
     def accepted(self, uri: str | None) -> list[Event]:
         """The editor ran the accept command for `uri` (no document given: the latest shown);
         nothing open there means the change that accepted it was counted already."""
-        uri = uri if uri is not None else next(reversed(self._open), None)
+        uri = uri if uri is not None else self.latest()
         if uri is None or self._open.pop(uri, None) is None:
             return []
         return ["accepted"]
@@ -180,7 +180,14 @@ class FeedbackTracker:
         shown = self._open.pop(uri, None)
         return [shown.outcome()] if shown is not None else []
 
-    def close_all(self) -> list[Event]:
-        outcomes: list[Event] = [shown.outcome() for shown in self._open.values()]
+    def latest(self) -> str | None:
+        """The document of the latest suggestion still open."""
+        return next(reversed(self._open), None)
+
+    def close_all(self) -> list[tuple[str, Event]]:
+        """The editor closes: each open suggestion's outcome, with its document."""
+        outcomes: list[tuple[str, Event]] = [
+            (uri, shown.outcome()) for uri, shown in self._open.items()
+        ]
         self._open.clear()
         return outcomes

@@ -83,7 +83,25 @@ def _add_serve(sub: Commands) -> None:
     add_device_option(p, "device of the training runs")
     add_retrieval_options(p)
     _add_watch_options(p)
+    _add_lifetime_options(p)
     p.set_defaults(run=cmd_serve)
+
+
+def _add_lifetime_options(p: argparse.ArgumentParser) -> None:
+    """How long the daemon runs, and who started it (`completiond lsp` starts daemons)."""
+    p.add_argument(
+        "--idle-exit",
+        type=float,
+        metavar="MIN",
+        help="stop after MIN minutes with no client call and no training run (default: keep "
+        "running; daemons started by `completiond lsp` stop after 30)",
+    )
+    p.add_argument(
+        "--started-by",
+        default="",
+        metavar="NAME",
+        help="who started the daemon, shown by `status` (`completiond lsp` passes lsp)",
+    )
 
 
 def _add_serve_address(p: argparse.ArgumentParser) -> None:

@@ -56,8 +56,9 @@ def _daemon_rows(status: dict[str, Any]) -> list[Row]:
     watching = "on" if status.get("watching") else "off"
     last = status.get("lastTrainingResult") or "none in this session"
     rows = [
+        ("started", _lifetime_line(status)),
         ("watching", f"{watching} ({status.get('fileEvents', 0)} file events)"),
-        ("training", f"{status['trainingState']}; last run: {last}"),
+        ("training", f"{status['trainingState']}{_progress(status)}; last run: {last}"),
         ("requests", f"{status['requestsTotal']} ({status['requestsFailed']} failed)"),
     ]
     rows += [("feedback", _feedback_line(entry)) for entry in status.get("feedback", [])]
@@ -68,6 +69,28 @@ def _daemon_rows(status: dict[str, Any]) -> list[Row]:
         if status["retrieval"].get("enabled"):
             rows.append(("index", _index_line(status["retrieval"])))
     return rows
+
+
+def _lifetime_line(status: dict[str, Any]) -> str:
+    """Who started the daemon, and when it stops by itself (an idle exit), if ever."""
+    by = status.get("startedBy", "")
+    who = {"": "by hand", "lsp": "by the editor bridge (completiond lsp)"}.get(by, f"by {by}")
+    if not status.get("idleExitMinutes"):
+        return f"{who}; keeps running"
+    stops = time.strftime("%H:%M:%S", time.localtime(status.get("stopsUnix", 0)))
+    return (
+        f"{who}; stops at {stops} unless a client calls before "
+        f"(after {status['idleExitMinutes']:g} min without one)"
+    )
+
+
+def _progress(status: dict[str, Any]) -> str:
+    """The run in progress: phase, percent, time left."""
+    run = status.get("training")
+    if not run:
+        return ""
+    eta = f", about {run.get('etaSeconds', 0):.0f} s left" if run.get("etaSeconds") else ""
+    return f" ({run.get('phase', '')} {100 * run.get('fraction', 0):.0f}%{eta})"
 
 
 def _feedback_line(entry: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,8 +41,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             quiet_s=args.watch_quiet,
             min_interval_s=args.watch_interval,
         ),
+        idle_exit_minutes=_idle_exit(args.idle_exit),
+        started_by=args.started_by,
     )
     return Daemon(config).serve_forever(sys.stderr)
+
+
+def _idle_exit(minutes: float | None) -> float | None:
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        raise InvalidRequest(f"--idle-exit wants a positive number of minutes, got {minutes}")
+    return minutes
 
 
 def _server_config(args: argparse.Namespace, tls: tuple[bytes, bytes] | None) -> ServerConfig:

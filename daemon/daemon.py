@@ -24,6 +24,7 @@ from completiond.core.progress import ProgressBar
 from .decoder import DecoderConfig
 from .engine import EngineConfig
 from .feedback import FeedbackCounts
+from .idle import IdleClock
 from .live_index import LiveIndex, LiveIndexConfig
 from .metrics import RequestMetrics
 from .model_slot import ModelSlot
@@ -36,6 +37,7 @@ from .watcher import RepoWatcher, WatchConfig
 log = logging.getLogger(__name__)
 
 FIRST_MODEL_THREADS = max(1, (os.cpu_count() or 2) - 1)
+IDLE_CHECK_S = 1.0  # how often the idle exit looks at the clock (a training run touches it)
 
 
 @dataclass
@@ -54,6 +56,10 @@ class DaemonConfig:
     watch: WatchConfig = field(default_factory=WatchConfig)
     index: LiveIndexConfig = field(default_factory=LiveIndexConfig)
     limits: RequestLimits = field(default_factory=RequestLimits)
+    # Stop after this many minutes with no client call and no training run (None: never);
+    # the editor bridge starts its daemons so, and says it did (started_by "lsp").
+    idle_exit_minutes: float | None = None
+    started_by: str = ""
 
 
 class Daemon:
@@ -82,12 +88,21 @@ class Daemon:
         self.watcher = RepoWatcher(
             self.repo, config.watch, self.retrain_if_changed, self.index.changed
         )
-        self.metrics = RequestMetrics()
+        self.idle = IdleClock(config.idle_exit_minutes)
+        self.metrics = RequestMetrics(self.idle.touch)
         self.feedback = FeedbackCounts(store_dir / "feedback.json")
         self.server = Server(
             config.server,
             CompletionServicer(self.slot, self.feedback, config.limits),
-            ModelServicer(self.slot, self.runner, self.metrics, self.watcher, self.feedback),
+            ModelServicer(
+                self.slot,
+                self.runner,
+                self.metrics,
+                self.watcher,
+                self.feedback,
+                self.idle,
+                config.started_by,
+            ),
             self.metrics,
         )
         self.metrics.watch_state(
@@ -197,6 +212,20 @@ class Daemon:
         self.metrics.stop()
         self.feedback.save()
 
+    def _wait_until_stopped_or_idle(self, out: TextIO) -> None:
+        """Until SIGINT/SIGTERM, or, with an idle exit, a quiet period with no client call and
+        no training run."""
+        while True:
+            if self.runner.state == "training":
+                self.idle.touch()
+            left = self.idle.seconds_left()
+            if left is not None and left <= 0:
+                minutes = self.config.idle_exit_minutes
+                print(f"completiond: no client for {minutes:g} min: stopping", file=out, flush=True)
+                return
+            if self._stop.wait(IDLE_CHECK_S if left is None else min(IDLE_CHECK_S, left)):
+                return
+
     def serve_forever(self, out: TextIO = sys.stderr) -> int:
         """Run until SIGINT/SIGTERM; in-flight requests finish before the process exits."""
         os.umask(0o077)  # anything written on the daemon's behalf is this user's only
@@ -206,7 +235,7 @@ class Daemon:
         try:
             if self.slot.loaded is None:
                 self.train_first_model(out)
-            self._stop.wait()
+            self._wait_until_stopped_or_idle(out)
         finally:
             self.close()
             print("completiond: stopped", file=out, flush=True)

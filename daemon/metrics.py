@@ -39,7 +39,8 @@ class _StateCollector(Collector):
 
 
 class RequestMetrics:
-    def __init__(self) -> None:
+    def __init__(self, on_request: Callable[[], None] = lambda: None) -> None:
+        self.on_request = on_request  # told of every request (the idle clock)
         self.total = 0
         self.failed = 0
         self.port: int | None = None  # of the Prometheus endpoint, once serving
@@ -65,6 +66,7 @@ class RequestMetrics:
         with self._lock:
             self.total += 1
             self.failed += code != "OK"
+        self.on_request()
         self._requests.labels(method, code).inc()
         self._latency.labels(method).observe(seconds)
 

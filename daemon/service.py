@@ -20,12 +20,14 @@ import grpc
 from completiond.completion.retrieval import DEFAULT_WEIGHTS
 from completiond.core.errors import DeadlineExceeded, InvalidRequest
 from completiond.core.limits import MAX_COMPLETION_CHARS
+from completiond.core.progress import Progress
 from completiond.core.version import __version__
 from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
 
 from .decoder import Decoder, Query
 from .feedback import FeedbackCounts
+from .idle import IdleClock
 from .live_index import LiveIndex
 from .metrics import RequestMetrics
 from .model_slot import ModelSlot, ServedModel
@@ -272,6 +274,17 @@ def model_info(model: ServedModel) -> pb.ModelInfo:
     )
 
 
+def training_progress(p: Progress) -> pb.TrainingProgress:
+    return pb.TrainingProgress(
+        phase=p.phase,
+        fraction=p.fraction,
+        eta_seconds=p.eta_s,
+        val_bpc=p.val_bpc,
+        message=p.message,
+        model_version=p.version,
+    )
+
+
 class ModelServicer(pb_grpc.ModelServiceServicer):
     def __init__(
         self,
@@ -280,9 +293,13 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
         stats: RequestMetrics,
         watcher: RepoWatcher,
         feedback: FeedbackCounts,
+        idle: IdleClock,
+        started_by: str = "",
     ) -> None:
         self.slot = slot
         self.feedback = feedback
+        self.idle = idle
+        self.started_by = started_by
         self.runner = runner
         self.stats = stats
         self.watcher = watcher
@@ -312,7 +329,18 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
                 for client, counts in self.feedback.snapshot().items()
             ],
             retrieval=retrieval_info(model.decoder) if model else None,
+            training=self._training(),
+            started_by=self.started_by,
+            idle_exit_minutes=self.idle.minutes or 0.0,
+            stops_unix=self.idle.stops_unix(),
         )
+
+    def _training(self) -> pb.TrainingProgress | None:
+        """The run in progress as last reported; None when none runs."""
+        job = self.runner.job
+        if job is None or job.finished or not job.events:
+            return None
+        return training_progress(job.events[-1])
 
     def Retrain(
         self, request: pb.RetrainRequest, context: grpc.ServicerContext
@@ -320,14 +348,7 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
         if not (math.isfinite(request.minutes) and 0 <= request.minutes <= 24 * 60):
             raise InvalidRequest(f"minutes must be between 0 and 1440, got {request.minutes}")
         for p in self.runner.start(request.minutes or None, full=request.full).follow():
-            yield pb.TrainingProgress(
-                phase=p.phase,
-                fraction=p.fraction,
-                eta_seconds=p.eta_s,
-                val_bpc=p.val_bpc,
-                message=p.message,
-                model_version=p.version,
-            )
+            yield training_progress(p)
 
     def Rollback(self, request: pb.RollbackRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
         return model_info(self.slot.rollback(request.version))

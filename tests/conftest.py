@@ -6,7 +6,7 @@ import io
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +14,8 @@ import pytest
 
 from completiond.core.bundle import ModelStore
 from completiond.daemon.daemon import Daemon, DaemonConfig
+
+from .lsp_session import LspSession, lsp_sessions
 
 HANDLER = """def handler_{i}(request):
     value = request.get("key_{i}")
@@ -173,3 +175,9 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
         directory / "ca.pem", directory / "server.pem", directory / "server.key",
         directory / "other-ca.pem",
     )  # fmt: skip
+
+
+@pytest.fixture
+def start_lsp(tmp_path: Path) -> Iterator[Callable[..., LspSession]]:
+    """Starts bridges (`completiond lsp ARGS...`) over stdio; every one is killed at the end."""
+    yield from lsp_sessions(tmp_path)

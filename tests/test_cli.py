@@ -19,6 +19,7 @@ import pytest
 
 from completiond.clients.lsp import build_parser as build_lsp_parser
 from completiond.clients.parser import build_parser
+from completiond.clients.render import status_rows
 from completiond.core.bundle import ModelStore
 
 from .conftest import TINY_MODEL, TlsFiles, make_repo
@@ -128,6 +129,7 @@ def test_status_shows_the_model_and_the_daemon(served: Served) -> None:
     assert "and for a start below confidence 0.02" in text
     assert "typed through below confidence 0.35 comes back as its first word" in text
     assert "confidences: " in text
+    assert "\nstarted     by hand; keeps running\n" in text
     assert re.search(r"\nindex +updated \d+ s ago; \d+ changed files pending; ", text), text
     status = json.loads(served.cli("status", "--json").stdout)
     assert status["trainingState"] in ("idle", "training")  # the background full model
@@ -226,6 +228,19 @@ def test_a_tcp_daemon_with_tls_and_two_tokens_from_the_command_line(
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_status_says_who_started_the_daemon_and_when_it_stops() -> None:
+    status = {
+        "repo": "/r", "store": "/s", "listenAddress": "unix:///d.sock", "pid": 7,
+        "trainingState": "training", "requestsTotal": 0, "requestsFailed": 0,
+        "startedBy": "lsp", "idleExitMinutes": 30.0, "stopsUnix": time.time() + 1800,
+        "training": {"phase": "training", "fraction": 0.45, "etaSeconds": 12.0},
+    }  # fmt: skip
+    rows = dict(status_rows(status))
+    assert rows["started"].startswith("by the editor bridge (completiond lsp); stops at ")
+    assert rows["started"].endswith("unless a client calls before (after 30 min without one)")
+    assert rows["training"].startswith("training (training 45%, about 12 s left); last run: ")
 
 
 def test_every_command_has_accurate_help(tmp_path: Path) -> None:

@@ -13,17 +13,12 @@ line breaks become CRLF).
 from __future__ import annotations
 
 import io
-import json
-import os
 import queue
 import shutil
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +39,10 @@ from completiond.v1 import completion_pb2 as pb
 from completiond.v1 import completion_pb2_grpc as pb_grpc
 
 from .conftest import TlsFiles
+from .lsp_session import WAIT_S, LspSession
 
 CURSOR = "║"
 GOLDEN = sorted((Path(__file__).parent / "golden" / "postprocess").glob("*.txt"))
-WAIT_S = 30.0  # the longest any test waits for one message; a cold first completion included
 
 
 @dataclass
@@ -204,149 +199,11 @@ def test_every_suggestion_shown_gets_one_outcome() -> None:
     assert tracker.accepted(None) == ["accepted"]  # no document given: the latest shown
     assert tracker.shown(uri, shown) == ["shown"]
     assert tracker.shown(other, shown) == ["shown"]
-    assert tracker.close_all() == ["dismissed", "dismissed"]
+    assert tracker.close_all() == [(uri, "dismissed"), (other, "dismissed")]
     assert tracker.close_all() == []
 
 
 # --- Language-server sessions -------------------------------------------------------------------
-
-
-@dataclass
-class LspSession:
-    """The bridge as a subprocess, spoken to in Content-Length framed JSON-RPC; waits bounded."""
-
-    proc: subprocess.Popen[bytes]
-    stderr_path: Path
-    inbox: queue.Queue[dict[str, Any] | None] = field(default_factory=queue.Queue)
-    notifications: list[dict[str, Any]] = field(default_factory=list)
-    responses: dict[int, dict[str, Any]] = field(default_factory=dict)
-    next_id: int = 0
-
-    def __post_init__(self) -> None:
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        stdout = self.proc.stdout
-        assert stdout is not None
-        while True:
-            length = None
-            while (line := stdout.readline()) not in (b"\r\n", b""):
-                name, _, value = line.decode().partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            if not line or length is None:
-                self.inbox.put(None)
-                return
-            self.inbox.put(json.loads(stdout.read(length)))
-
-    def send(self, message: dict[str, Any]) -> None:
-        body = json.dumps({"jsonrpc": "2.0", **message}).encode()
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        self.proc.stdin.flush()
-
-    def request(self, method: str, params: Any) -> int:
-        self.next_id += 1
-        self.send({"id": self.next_id, "method": method, "params": params})
-        return self.next_id
-
-    def notify(self, method: str, params: Any) -> None:
-        self.send({"method": method, "params": params})
-
-    def response(self, msg_id: int, limit_s: float = WAIT_S) -> dict[str, Any]:
-        """The response to request `msg_id`; notifications that come first are kept."""
-        deadline = time.monotonic() + limit_s
-        while msg_id not in self.responses:
-            try:
-                message = self.inbox.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                pytest.fail(f"no response to request {msg_id} within {limit_s} s{self.log()}")
-            if message is None:
-                pytest.fail(f"the server exited with {self.proc.wait(5)}{self.log()}")
-            if "method" not in message:
-                self.responses[message["id"]] = message
-            elif "id" in message:  # a request from the server: answer it, as editors do
-                self.send({"id": message["id"], "result": None})
-            else:
-                self.notifications.append(message)
-        return self.responses.pop(msg_id)
-
-    def call(self, method: str, params: Any) -> Any:
-        reply = self.response(self.request(method, params))
-        assert "error" not in reply, reply
-        return reply["result"]
-
-    def type(self, uri: str, version: int, row: int, character: int, text: str) -> None:
-        """An edit inserting `text` at (row, character), as the editor sends it."""
-        at = {"line": row, "character": character}
-        self.notify(
-            "textDocument/didChange",
-            {
-                "textDocument": {"uri": uri, "version": version},
-                "contentChanges": [{"range": {"start": at, "end": at}, "text": text}],
-            },
-        )
-
-    def initialize(self, root: Path) -> dict[str, Any]:
-        capabilities = {"textDocument": {"inlineCompletion": {}, "completion": {}}}
-        result = self.call(
-            "initialize",
-            {
-                "processId": os.getpid(),
-                "rootUri": root.as_uri(),
-                "capabilities": capabilities,
-                "clientInfo": {"name": "Test Editor"},
-            },
-        )
-        self.notify("initialized", {})
-        return result["capabilities"]
-
-    def open(self, uri: str, text: str) -> None:
-        document = {"uri": uri, "languageId": "python", "version": 1, "text": text}
-        self.notify("textDocument/didOpen", {"textDocument": document})
-
-    def stop(self) -> int:
-        """shutdown then exit, as an editor closes: the exit status."""
-        assert self.call("shutdown", None) is None
-        self.notify("exit", None)
-        return self.proc.wait(timeout=WAIT_S)
-
-    def log(self) -> str:
-        return "\n--- server stderr:\n" + self.stderr_path.read_text(errors="replace")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=WAIT_S)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
-        self.reader.join(timeout=WAIT_S)
-
-
-@pytest.fixture
-def start_lsp(tmp_path: Path) -> Iterator[Callable[..., LspSession]]:
-    """Starts `python -m completiond.clients.lsp ARGS...`, showing every candidate (the tiny
-    model is rarely sure: the default threshold would hide most); every session is killed at
-    the end."""
-    sessions: list[LspSession] = []
-
-    def start(*args: str) -> LspSession:
-        stderr_path = tmp_path / f"lsp-{len(sessions)}.log"
-        with stderr_path.open("wb") as stderr:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "completiond.clients.lsp", "--min-confidence", "0", *args],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-            )
-        sessions.append(LspSession(proc, stderr_path))
-        return sessions[-1]
-
-    yield start
-    for session in sessions:
-        session.close()
 
 
 def position_params(uri: str, line: int, character: int) -> dict[str, Any]:

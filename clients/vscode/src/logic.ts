@@ -73,6 +73,7 @@ export interface Settings {
   args: string[];
   maxChars: number;
   minConfidence: number;
+  startDaemon: boolean;
 }
 
 export const DEFAULT_SETTINGS: Readonly<Settings> = Object.freeze({
@@ -81,6 +82,7 @@ export const DEFAULT_SETTINGS: Readonly<Settings> = Object.freeze({
   args: ["lsp"],
   maxChars: 80,
   minConfidence: 0.6,
+  startDaemon: true,
 });
 
 /** The `completiond.*` settings, read through `get` (e.g. a `WorkspaceConfiguration`'s). A value
@@ -92,6 +94,7 @@ export function readSettings(get: (key: string) => unknown): Settings {
   const args = get("args");
   const maxChars = get("maxChars");
   const minConfidence = get("minConfidence");
+  const startDaemon = get("startDaemon");
   const number = (value: unknown): value is number =>
     typeof value === "number" && Number.isFinite(value);
   return {
@@ -110,11 +113,14 @@ export function readSettings(get: (key: string) => unknown): Settings {
     minConfidence: number(minConfidence)
       ? Math.min(1, Math.max(0, minConfidence))
       : DEFAULT_SETTINGS.minConfidence,
+    startDaemon:
+      typeof startDaemon === "boolean" ? startDaemon : DEFAULT_SETTINGS.startDaemon,
   };
 }
 
-/** The bridge's command line: `command args... --max-chars N --min-confidence C`, with
- * `${workspaceFolder}` replaced by `folder` in the command and the arguments. */
+/** The bridge's command line: `command args... --max-chars N --min-confidence C`, then
+ * `--no-start` when the bridge must not start daemons, with `${workspaceFolder}` replaced by
+ * `folder` in the command and the arguments. */
 export function bridgeCommand(
   settings: Settings,
   folder?: string,
@@ -129,6 +135,7 @@ export function bridgeCommand(
       String(settings.maxChars),
       "--min-confidence",
       String(settings.minConfidence),
+      ...(settings.startDaemon ? [] : ["--no-start"]),
     ],
   };
 }

@@ -136,7 +136,7 @@ class ModelInfo(_message.Message):
     def __init__(self, version: _Optional[str] = ..., created_unix: _Optional[float] = ..., val_bpc: _Optional[float] = ..., parameters: _Optional[int] = ..., vocab_size: _Optional[int] = ..., train_files: _Optional[int] = ..., val_files: _Optional[int] = ..., train_chars: _Optional[int] = ..., commit: _Optional[str] = ..., config_json: _Optional[str] = ..., bundle_dir: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("repo", "store", "model", "training_state", "last_training_result", "requests_total", "requests_failed", "uptime_seconds", "listen_address", "daemon_version", "execution_provider", "pid", "watching", "file_events", "versions", "feedback", "retrieval")
+    __slots__ = ("repo", "store", "model", "training_state", "last_training_result", "requests_total", "requests_failed", "uptime_seconds", "listen_address", "daemon_version", "execution_provider", "pid", "watching", "file_events", "versions", "feedback", "retrieval", "training", "started_by", "idle_exit_minutes", "stops_unix")
     REPO_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +154,10 @@ class StatusResponse(_message.Message):
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     FEEDBACK_FIELD_NUMBER: _ClassVar[int]
     RETRIEVAL_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_FIELD_NUMBER: _ClassVar[int]
+    STARTED_BY_FIELD_NUMBER: _ClassVar[int]
+    IDLE_EXIT_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    STOPS_UNIX_FIELD_NUMBER: _ClassVar[int]
     repo: str
     store: str
     model: ModelInfo
@@ -171,7 +175,11 @@ class StatusResponse(_message.Message):
     versions: _containers.RepeatedScalarFieldContainer[str]
     feedback: _containers.RepeatedCompositeFieldContainer[ClientFeedback]
     retrieval: RetrievalInfo
-    def __init__(self, repo: _Optional[str] = ..., store: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., training_state: _Optional[str] = ..., last_training_result: _Optional[str] = ..., requests_total: _Optional[int] = ..., requests_failed: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., listen_address: _Optional[str] = ..., daemon_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., pid: _Optional[int] = ..., watching: _Optional[bool] = ..., file_events: _Optional[int] = ..., versions: _Optional[_Iterable[str]] = ..., feedback: _Optional[_Iterable[_Union[ClientFeedback, _Mapping]]] = ..., retrieval: _Optional[_Union[RetrievalInfo, _Mapping]] = ...) -> None: ...
+    training: TrainingProgress
+    started_by: str
+    idle_exit_minutes: float
+    stops_unix: float
+    def __init__(self, repo: _Optional[str] = ..., store: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., training_state: _Optional[str] = ..., last_training_result: _Optional[str] = ..., requests_total: _Optional[int] = ..., requests_failed: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., listen_address: _Optional[str] = ..., daemon_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., pid: _Optional[int] = ..., watching: _Optional[bool] = ..., file_events: _Optional[int] = ..., versions: _Optional[_Iterable[str]] = ..., feedback: _Optional[_Iterable[_Union[ClientFeedback, _Mapping]]] = ..., retrieval: _Optional[_Union[RetrievalInfo, _Mapping]] = ..., training: _Optional[_Union[TrainingProgress, _Mapping]] = ..., started_by: _Optional[str] = ..., idle_exit_minutes: _Optional[float] = ..., stops_unix: _Optional[float] = ...) -> None: ...
 
 class RetrievalInfo(_message.Message):
     __slots__ = ("enabled", "indexed_chars", "indexed_places", "model_below", "calibrated", "start_below", "declined_below", "index_updated_unix", "index_pending_files", "index_updated_files", "index_rebuilds", "index_rebuilding", "index_error")

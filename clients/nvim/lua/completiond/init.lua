@@ -13,6 +13,7 @@ local defaults = {
   min_confidence = nil, -- 0..1: leave out less likely candidates (nil: the bridge's default, 0.6)
   max_chars = nil, -- 1..400: longest completion (nil: the server's default, 80)
   root_markers = { ".git" }, -- the repository root is the nearest directory holding one of these
+  start_daemon = true, -- the server starts a repository's daemon when none runs (false: --no-start)
   inline = true, -- ghost text where Neovim supports LSP inline completion (>= 0.12)
   keys = { -- insert-mode keys set on the buffers it attaches to; false: none
     complete = "<M-\\>", -- open the completion menu with the daemon's candidates
@@ -40,17 +41,22 @@ local function get_clients(bufnr)
   return found
 end
 
---- The repository root of a file: the nearest directory up from it holding a root marker, else
---- the file's own directory (the server then finds the root as the daemon does).
+--- The repository root of a file: the nearest directory up from it holding a root marker; nil
+--- outside any repository (such files share one server, which says once that they get nothing).
 local function find_root(path)
   local dir = vim.fs.dirname(path)
   local marker = vim.fs.find(M.config.root_markers, { path = dir, upward = true })[1]
-  return marker and vim.fs.dirname(marker) or dir
+  return marker and vim.fs.dirname(marker) or nil
 end
 
 local function server_cmd(root)
   local cmd = vim.list_extend({}, M.config.cmd)
-  vim.list_extend(cmd, { "--repo", root })
+  if root then
+    vim.list_extend(cmd, { "--repo", root })
+  end
+  if not M.config.start_daemon then
+    table.insert(cmd, "--no-start")
+  end
   if M.config.max_chars then
     vim.list_extend(cmd, { "--max-chars", tostring(M.config.max_chars) })
   end
@@ -106,11 +112,12 @@ function M.attach(bufnr)
   if filetypes and not vim.tbl_contains(filetypes, vim.bo[bufnr].filetype) then
     return
   end
-  local root = find_root(vim.fn.fnamemodify(path, ":p"))
+  local full = vim.fn.fnamemodify(path, ":p")
+  local root = find_root(full)
   vim.lsp.start({
     name = NAME,
     cmd = server_cmd(root),
-    cmd_cwd = root,
+    cmd_cwd = root or vim.fs.dirname(full),
     root_dir = root, -- one server per repository: buffers of the same root share it
     on_attach = on_attach,
   }, { bufnr = bufnr })

@@ -167,13 +167,16 @@ describe("settings", () => {
       command: "/src/p/.venv/bin/completiond",
       args: ["lsp", "--socket", "/src/p/d.sock", "--max-chars", "400", "--min-confidence", "0"],
     });
-    const other = readSettings((key) => ({ args: [1], maxChars: 0.2, minConfidence: 0.35 })[key]);
+    const other = readSettings(
+      (key) => ({ args: [1], maxChars: 0.2, minConfidence: 0.35, startDaemon: false })[key],
+    );
     assert.deepEqual(bridgeCommand(other).args, [
       "lsp",
       "--max-chars",
       "1",
       "--min-confidence",
       "0.35",
+      "--no-start",
     ]);
   });
 });
