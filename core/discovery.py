@@ -118,7 +118,7 @@ class Gathered:
 
 def _texts(root: Path, selection: FileSelectionConfig, out: Gathered) -> Iterator[tuple[str, str]]:
     """(path relative to "/", masked text) of every trainable file under `root`."""
-    chosen = select_files(root, selection)
+    chosen = select_files(root, selection, use_git=False)  # installed code, not a work tree
     for reason, n in chosen.skipped.items():
         out.skip(reason, n)
     for rel in chosen.files:
