@@ -3,7 +3,8 @@
 The base is built (`training/pretrain.py`, as `completiond pretrain --from`) from some packages
 of the Python standard library; the repository is a copy of another package (default: email),
 so no file of it is in the base, which the script checks against the base's manifest. Then the
-repository trains for the same budget twice, in two caches: one holding the base, one empty.
+repository trains for the same budget twice, in two caches: one holding the base, one empty;
+the base alone (no fine-tuning, the repository's characters added to its alphabet) is scored too.
 
     .venv/bin/python bench/base_models.py                        # 5-minute base, 1-minute runs
     .venv/bin/python bench/base_models.py --base-minutes 0.5 --minutes 0.2   # a quick look
@@ -25,8 +26,8 @@ from completiond.core.corpus import read_files
 from completiond.core.discovery import BASE_MANIFEST, bases_dir, text_hash
 from completiond.training.model import ModelConfig
 from completiond.training.pretrain import pretrain
-from completiond.training.run import train_repository
-from completiond.training.train import TrainConfig
+from completiond.training.run import prepare, train_repository
+from completiond.training.train import TrainConfig, evaluate_bpc
 
 BASE_PACKAGES = (
     "asyncio", "logging", "unittest", "xml", "importlib", "concurrent", "multiprocessing",
@@ -54,6 +55,15 @@ def train_in_cache(repo: Path, cache: Path, minutes: float, seed: int) -> dict:
     return result.bundle.meta
 
 
+def base_alone(repo: Path, cache: Path) -> float:
+    """Held-out bits/char of the base itself on the repository, as a run would start it."""
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    store = ModelStore(cache / "unused")
+    prepared = prepare(repo, store, ModelConfig(), TrainConfig(), None, lambda _: None)
+    assert prepared.base is not None, "the base did not apply"
+    return evaluate_bpc(prepared.model(), prepared.val_ids)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base-minutes", type=float, default=5.0)
@@ -79,6 +89,7 @@ def main() -> None:
         manifest = json.loads((base.directory / BASE_MANIFEST).read_text())["files"]
         repo_hashes = {text_hash(t) for t in read_files(repo)[0].values()}
         shared = len(repo_hashes & set(manifest.values()))
+        zero = base_alone(repo, work / "with")
         with_base = train_in_cache(repo, work / "with", args.minutes, args.seed)
         without = train_in_cache(repo, work / "without", args.minutes, args.seed)
     m = base.meta
@@ -93,6 +104,7 @@ def main() -> None:
         f"base: {shared}"
     )
     print("| start | minutes | steps | held-out bits/char |\n| --- | --- | --- | --- |")
+    print(f"| the base alone | 0 | 0 | {zero:.3f} |")
     for name, meta in (("from scratch", without), ("from the base", with_base)):
         print(f"| {name} | {args.minutes:g} | {meta['steps']} | {meta['val_bpc']:.3f} |")
 
