@@ -138,7 +138,8 @@ def _warm_start(
 def extend_weights(weights: dict[str, torch.Tensor], vocab_size: int) -> dict[str, torch.Tensor]:
     """A model's weights for an alphabet extended at its end: the new characters' embedding
     and output rows start as copies of the unknown character's, which is what the model took
-    them for until now; their output bias shares its probability among them."""
+    them for until now, each output bias lowered so that a new character starts at 1/(n+1) of
+    the unknown character's probability (n characters added)."""
     out = dict(weights)
     for name in ("embed.weight", "head.weight", "head.bias"):
         old = weights[name]
