@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
 from completiond.core.bundle import ModelStore
-from completiond.core.errors import DaemonUnreachable
+from completiond.core.discovery import bases_dir, list_bases
+from completiond.core.errors import BundleError, DaemonUnreachable
 from completiond.core.locations import default_store_dir, repo_root
 from completiond.core.progress import Progress, ProgressBar
 
@@ -52,11 +54,32 @@ def cmd_status(args: argparse.Namespace) -> int:
             status = MessageToDict(client.status(), always_print_fields_with_no_presence=True)
     except DaemonUnreachable:
         status = _offline_status(args)
+    status.update(_base_status(Path(status["store"])))
     if args.json:
         print(json.dumps(status, indent=2))
     else:
         print_status(status)
     return 0
+
+
+def _base_status(store: Path) -> dict[str, Any]:
+    """The bases in this user's cache, and the one the current model descends from (read
+    here, not from the daemon: both are files of this machine)."""
+    bases = {
+        language: {
+            "manifestSha256": meta["manifest_sha256"],
+            "valBpc": meta["val_bpc"],
+            "files": meta["train_files"] + meta["val_files"],
+            "minutes": meta["seconds"] / 60,
+            "createdUnix": meta["created_unix"],
+        }
+        for language, meta in list_bases().items()
+    }
+    try:
+        model_base = ModelStore(store).current().meta.get("base") if store.is_dir() else None
+    except BundleError:
+        model_base = None
+    return {"basesDir": str(bases_dir()), "bases": bases, "modelBase": model_base}
 
 
 def _offline_status(args: argparse.Namespace) -> dict[str, Any]:

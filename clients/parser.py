@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from completiond.core.discovery import LANGUAGES
 from completiond.core.limits import MAX_COMPLETION_CHARS
 from completiond.core.version import __version__
 
@@ -29,7 +30,7 @@ from .options import (
 )
 from .serve_command import cmd_serve
 from .shell import SHELLS
-from .train_commands import cmd_train
+from .train_commands import cmd_pretrain, cmd_train
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add_command in (
         _add_serve,
         _add_train,
+        _add_pretrain,
         _add_complete,
         _add_status,
         _add_retrain,
@@ -191,6 +193,41 @@ def _add_train(sub: Commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--full", action="store_true", help="train from scratch instead of fine-tuning")
     p.set_defaults(run=cmd_train)
+
+
+def _add_pretrain(sub: Commands) -> None:
+    p = sub.add_parser(
+        "pretrain",
+        help="build a language's base model from code installed on this machine (not the "
+        "repository's)",
+    )
+    add_repo_option(p)
+    p.add_argument(
+        "--language",
+        choices=sorted(LANGUAGES),
+        help="the base to build (default: the repository's language, else python)",
+    )
+    p.add_argument(
+        "--from",
+        dest="sources",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="learn from DIR (repeatable); replaces the discovery of installed code",
+    )
+    add_model_options(p, 60.0, "pretraining budget, in minutes")
+    p.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=5.0,
+        help="save progress every M minutes; a killed run resumes from it (default: 5)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch threads (default: all cores but one)"
+    )
+    add_device_option(p, "train on the CPU or a CUDA GPU")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(run=cmd_pretrain)
 
 
 def _add_complete(sub: Commands) -> None:

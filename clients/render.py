@@ -21,6 +21,7 @@ def status_rows(status: dict[str, Any]) -> list[Row]:
     up = f"{daemon} (pid {status.get('pid')}, up {status.get('uptimeSeconds', 0):.0f} s)"
     rows.append(("daemon", up if daemon else "not running"))
     rows += _model_rows(status.get("model"))
+    rows += _base_rows(status)
     if status.get("versions"):
         rows.append(("bundles", ", ".join(status["versions"])))
     if daemon:
@@ -45,6 +46,31 @@ def _model_rows(model: dict[str, Any] | None) -> list[Row]:
             f"{model['valFiles']} validation files{commit}",
         ),
     ]
+
+
+def _base_rows(status: dict[str, Any]) -> list[Row]:
+    """The bases in the user's cache, then the one the model started from."""
+    bases = status.get("bases") or {}
+    rows = [
+        (
+            "base",
+            f"{language}: {b['files']} files, {b['minutes']:.0f} min, "
+            f"validation {b['valBpc']:.3f} bits/char, manifest {b['manifestSha256'][:12]} "
+            f"({_age(b['createdUnix'])} old)",
+        )
+        for language, b in sorted(bases.items())
+    ]
+    if not bases and "bases" in status:
+        rows.append(("base", f"none (`completiond pretrain` builds one in {status['basesDir']})"))
+    origin = status.get("modelBase")
+    if status.get("model"):
+        started = (
+            f"the {origin['language']} base, manifest {origin['manifest_sha256'][:12]}"
+            if origin
+            else "no base"
+        )
+        rows.append(("started", started))
+    return rows
 
 
 def _age(created_unix: float) -> str:

@@ -41,7 +41,7 @@ class Corpus:
         }
 
 
-def _masked_text(data: bytes) -> tuple[str, int]:
+def masked_text(data: bytes) -> tuple[str, int]:
     """A file's bytes as everything built from them sees them (line breaks normalised, a final
     newline, secrets masked so no model or index can show one) and the secrets masked."""
     text = data.decode("utf-8").replace("\r\n", "\n")
@@ -52,7 +52,7 @@ def read_text(root: Path, rel: str, selection: FileSelectionConfig = DEFAULT_CON
     """A training file's text, or None when it is no longer trainable: changed, vanished, grown
     too large, or swapped for a symlink or a device since it was selected."""
     data, reason = read_source(root, rel, selection)
-    return None if reason is not None else _masked_text(data)[0]
+    return None if reason is not None else masked_text(data)[0]
 
 
 def _head_commit(root: Path) -> str:
@@ -76,7 +76,7 @@ def read_files(
         if reason is not None:  # changed since selection
             skipped[reason] = skipped.get(reason, 0) + 1
         else:
-            texts[rel], n = _masked_text(data)
+            texts[rel], n = masked_text(data)
             masked += n
     if masked:
         skipped[MASKED] = masked

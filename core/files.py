@@ -221,7 +221,9 @@ def _under(path: str, only: list[str]) -> bool:
     return any(path == p or path.startswith(p.rstrip("/") + "/") for p in only)
 
 
-def candidate_paths(root: Path, only: Iterable[str] | None = None) -> list[str]:
+def candidate_paths(
+    root: Path, only: Iterable[str] | None = None, use_git: bool = True
+) -> list[str]:
     """Sorted files a version-control-aware tool would consider, relative to `root`; with
     `only` (POSIX paths relative to `root`), just those equal to or under one of them (the
     watcher's changed files and directories, without listing the whole tree in a git work tree).
@@ -229,13 +231,15 @@ def candidate_paths(root: Path, only: Iterable[str] | None = None) -> list[str]:
     Inside a git work tree git decides (including .git/info/exclude and global excludes);
     elsewhere, or without git, the .gitignore files in the tree are honoured. Paths git still
     lists but that are gone from disk, and directories (submodules, nested repositories,
-    symlinked directories), are dropped; symlinks to files are kept.
+    symlinked directories), are dropped; symlinks to files are kept. Without `use_git`, the
+    .gitignore files decide even inside a work tree (installed code under someone's checkout,
+    such as pyenv's, which git would call ignored).
     """
     _require_dir(root)
     wanted = None if only is None else list(only)
     if wanted == []:
         return []
-    listed = _git_paths(root, wanted)
+    listed = _git_paths(root, wanted) if use_git else None
     if listed is None:
         listed = _walk_paths(root)
         if wanted is not None:
@@ -338,14 +342,17 @@ def read_source(
 
 
 def select_files(
-    root: Path, config: FileSelectionConfig = DEFAULT_CONFIG, only: Iterable[str] | None = None
+    root: Path,
+    config: FileSelectionConfig = DEFAULT_CONFIG,
+    only: Iterable[str] | None = None,
+    use_git: bool = True,
 ) -> Selection:
     """Training files of the repository at `root` (those equal to or under `only`, when given),
-    with a count of skipped files per reason."""
+    with a count of skipped files per reason (`use_git`: see `candidate_paths`)."""
     _require_dir(root)
     files: list[str] = []
     skipped: dict[str, int] = {}
-    for rel in candidate_paths(root, only):
+    for rel in candidate_paths(root, only, use_git):
         reason = path_exclusion(rel, config) or read_source(root, rel, config)[1]
         if reason is None:
             files.append(rel)

@@ -41,12 +41,20 @@ class CharTokenizer:
     @classmethod
     def fit(cls, texts: Iterable[str], min_count: int = 3, max_vocab: int = 256) -> CharTokenizer:
         """Alphabet = base characters plus corpus characters seen at least `min_count` times."""
+        return cls(BASE_CHARS).extended(texts, min_count, max_vocab)
+
+    def extended(
+        self, texts: Iterable[str], min_count: int = 3, max_vocab: int = 256
+    ) -> CharTokenizer:
+        """This alphabet, then the characters of `texts` it lacks that are seen at least
+        `min_count` times (most frequent first, up to `max_vocab` ids): every existing id keeps
+        its character, so a model of this alphabet still applies to the extended one."""
         counts: Counter[str] = Counter()
         for text in texts:
             counts.update(text)
-        extra = [ch for ch, n in counts.most_common() if n >= min_count and ch not in BASE_CHARS]
-        chars = list(BASE_CHARS) + extra[: max(0, max_vocab - 1 - len(BASE_CHARS))]
-        return cls(chars)
+        known = set(self.chars)
+        extra = [ch for ch, n in counts.most_common() if n >= min_count and ch not in known]
+        return CharTokenizer(self.chars + extra[: max(0, max_vocab - 1 - len(self.chars))])
 
     def encode(self, text: str) -> np.ndarray:
         """Ids of `text` as int64 [len(text)]; characters outside the alphabet become UNK_ID."""

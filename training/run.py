@@ -6,7 +6,9 @@ process. Anything that fails leaves the store's current bundle untouched.
 Retraining starts from the current model when it can (same architecture, its alphabet still
 covers the corpus): a short fine-tune then beats a full run. The new model is promoted (made
 current) only if it scores at least as well as the current one on the same held-out files;
-otherwise it is kept aside and the reason reported.
+otherwise it is kept aside and the reason reported. Without a model to fine-tune, it starts
+from the base of the repository's language when `completiond pretrain` built one (pretrain.py):
+the base's alphabet, extended by the repository's own characters, and its weights.
 
 The run is three steps, `prepare` -> `train` -> `publish`, so that a distributed run
 (distributed.py) can do the first and the last on rank 0 only.
@@ -15,6 +17,7 @@ The run is three steps, `prepare` -> `train` -> `publish`, so that a distributed
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -35,6 +38,13 @@ from completiond.core.bundle import (
     new_version,
 )
 from completiond.core.corpus import Corpus, build_corpus, read_texts
+from completiond.core.discovery import (
+    BASE_TOKENIZER,
+    BASE_WEIGHTS,
+    bases_dir,
+    language_of,
+    read_base_meta,
+)
 from completiond.core.errors import BundleError
 from completiond.core.files import FileSelectionConfig
 from completiond.core.index import INDEX_FILE, index_repository
@@ -79,6 +89,8 @@ class Prepared:
     how: str
     val_ids: np.ndarray
     streamed: bool = False  # the training loop reads the files in pieces (large corpora)
+    base: dict[str, Any] | None = None  # the base the weights come from: language, manifest
+    fine_tunes: bool = False  # the weights are the previous model's
 
     def model(self) -> CharLSTM:
         model = CharLSTM(self.config)
@@ -123,6 +135,53 @@ def _warm_start(
     return previous.tokenizer, old, weights
 
 
+def extend_weights(weights: dict[str, torch.Tensor], vocab_size: int) -> dict[str, torch.Tensor]:
+    """A model's weights for an alphabet extended at its end: the new characters' embedding
+    and output rows start as copies of the unknown character's, which is what the model took
+    them for until now, each output bias lowered so that a new character starts at 1/(n+1) of
+    the unknown character's probability (n characters added)."""
+    out = dict(weights)
+    for name in ("embed.weight", "head.weight", "head.bias"):
+        old = weights[name]
+        added = vocab_size - old.shape[0]
+        if added <= 0:
+            continue
+        rows = old[:1].repeat(added, *([1] * (old.dim() - 1)))
+        if name == "head.bias":
+            rows = rows - math.log(added + 1)
+        out[name] = torch.cat([old, rows])
+    return out
+
+
+def _base_start(
+    wanted: ModelConfig, corpus: Corpus, train_config: TrainConfig
+) -> tuple[CharTokenizer, ModelConfig, dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The base of the repository's language, its alphabet extended by the repository's
+    characters, when one was built with the architecture asked for."""
+    if not train_config.warm_start:
+        return None
+    language = language_of([*corpus.train_files, *corpus.val_files])
+    directory = bases_dir() / (language or "")
+    meta = read_base_meta(directory) if language else None
+    if meta is None:
+        return None
+    old = ModelConfig(**meta["model"])
+    if asdict(old) != {**asdict(wanted), "vocab_size": old.vocab_size}:
+        return None
+    base_tokenizer = CharTokenizer.from_json((directory / BASE_TOKENIZER).read_text())
+    tokenizer = base_tokenizer.extended([corpus.train_text])
+    with np.load(directory / BASE_WEIGHTS, allow_pickle=False) as arrays:
+        weights = {name: torch.from_numpy(arrays[name]) for name in arrays.files}
+    config = ModelConfig(**{**asdict(old), "vocab_size": tokenizer.vocab_size})
+    base = {
+        "language": language,
+        "manifest_sha256": meta["manifest_sha256"],
+        "val_bpc": meta["val_bpc"],
+        "files": meta["train_files"] + meta["val_files"],
+    }
+    return tokenizer, config, extend_weights(weights, tokenizer.vocab_size), base
+
+
 def streams_from_files(corpus: Corpus, train_config: TrainConfig) -> bool:
     """Whether the training text is too large to encode whole and can be re-read from its
     files (not when a single file was split by lines for validation)."""
@@ -144,17 +203,26 @@ def prepare(
     previous = _previous(store)
     wanted = model_config or ModelConfig()
     warm = _warm_start(previous, wanted, corpus, train_config)
+    base_start = None if warm is not None else _base_start(wanted, corpus, train_config)
     torch.manual_seed(train_config.seed)
+    base = None
     if warm is not None:
         tokenizer, config, weights = warm
         how = f"fine-tuning model {previous.version if previous else ''}"
+        base = previous.meta.get("base") if previous else None  # still descends from it
+    elif base_start is not None:
+        tokenizer, config, weights, base = base_start
+        how = f"starting from the {base['language']} base"
     else:
         tokenizer = CharTokenizer.fit([corpus.train_text])
         config = ModelConfig(**{**asdict(wanted), "vocab_size": tokenizer.vocab_size})
         weights = None
         how = "training from scratch"
     val_ids = tokenizer.encode(corpus.val_text[: train_config.max_val_chars])
-    return Prepared(corpus, corpus.summary(), previous, tokenizer, config, weights, how, val_ids)
+    return Prepared(
+        corpus, corpus.summary(), previous, tokenizer, config, weights, how, val_ids,
+        base=base, fine_tunes=warm is not None,
+    )  # fmt: skip
 
 
 def report_start(
@@ -290,9 +358,8 @@ def publish(
             "streamed": prepared.streamed,
             "parity_max_abs_diff": parity,
             "weights": weights,
-            "warm_start_from": previous.version
-            if prepared.weights is not None and previous
-            else None,
+            "warm_start_from": previous.version if prepared.fine_tunes and previous else None,
+            "base": prepared.base,
             "previous": {"version": previous.version, "val_bpc": old_bpc} if previous else None,
             "promoted": promoted,
             "reason": reason,
