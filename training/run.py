@@ -27,7 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from completiond.completion.calibration import CALIBRATION_FILE, calibrate, save_calibration
+from completiond.completion.calibration import (
+    CALIBRATION_FILE,
+    Calibration,
+    calibrate,
+    save_calibration,
+)
 from completiond.completion.retrieval import RetrievalConfig
 from completiond.core.bundle import (
     MODEL_FILE,
@@ -297,86 +302,104 @@ def publish(
 ) -> RunResult:
     """Export the trained model (on the CPU), check it, score it against the current model and
     publish it, made current only if it is not worse."""
-    corpus, previous, tokenizer, val_ids = (
-        prepared.corpus,
-        prepared.previous,
-        prepared.tokenizer,
-        prepared.val_ids,
-    )
     model = result.model.to("cpu")
     on_progress(Progress("exporting", 0.95, EXPORT_RESERVE_S, result.val_bpc, "ONNX export"))
-    # The index and its calibration serve whether this model is promoted or not: the files are
-    # what they are now. Calibration uses the training files only (the held-out ones judge).
-    if train_config.index:
-        index_repository(repo).save(store.root / INDEX_FILE)
-    training_texts = read_texts(repo, corpus.train_files)
-    calibration = calibrate(training_texts, RetrievalConfig())
-    save_calibration(store.root / CALIBRATION_FILE, calibration)
-    del training_texts
+    calibration = _refresh_retrieval(repo, store, prepared.corpus, train_config)
     version = new_version()
     staging = store.staging_dir(version)
     try:
-        export_onnx(model, staging / MODEL_FILE)
-        parity = check_parity(model, staging / MODEL_FILE)
-        weights = quantize_if_lossless(staging / MODEL_FILE, val_ids) if train_config.int8 else {}
-        (staging / TOKENIZER_FILE).write_text(tokenizer.to_json())
-        np.savez(
-            staging / WEIGHTS_FILE,
-            **{k: v.detach().numpy() for k, v in model.state_dict().items()},
-        )
-        # Both models scored as served (onnxruntime), on the same held-out text.
-        served_bpc = onnx_bits_per_char(staging / MODEL_FILE, val_ids)
-        promoted, reason, old_bpc = True, "first model", None
-        if previous is not None:
-            old_ids = previous.tokenizer.encode(corpus.val_text[: train_config.max_val_chars])
-            old_bpc = onnx_bits_per_char(previous.model_path, old_ids)
-            promoted = served_bpc <= old_bpc + 1e-6
-            reason = (
-                f"{served_bpc:.3f} bits/char vs {old_bpc:.3f} for model {previous.version} "
-                "on the same held-out files"
-            )
+        export = _export(model, prepared, train_config, staging)
+        verdict = _judge(prepared, train_config, export["served_bpc"])
         meta = {
-            "version": version,
-            "created_unix": time.time(),
-            "completiond_version": __version__,
-            "model": asdict(prepared.config),
-            "train": asdict(train_config),
-            "tokenizer": {"type": "char", "vocab_size": tokenizer.vocab_size},
-            "corpus": prepared.summary,
-            "repo": str(repo.resolve()),
-            "val_bpc": served_bpc,
-            "train_val_bpc": result.val_bpc,
-            "parameters": model.parameter_count(),
-            "steps": result.steps,
-            "train_seconds": result.seconds,
-            "chars_per_second": result.chars_seen / max(1e-9, result.seconds),
-            "device": result.device,
-            "device_name": result.device_name,
-            "precision": result.precision,
-            "world_size": result.world_size,
-            "replica_max_abs_diff": result.replica_max_abs_diff,
-            "streamed": prepared.streamed,
-            "parity_max_abs_diff": parity,
-            "weights": weights,
-            "warm_start_from": previous.version if prepared.fine_tunes and previous else None,
-            "base": prepared.base,
-            "previous": {"version": previous.version, "val_bpc": old_bpc} if previous else None,
-            "promoted": promoted,
-            "reason": reason,
+            **_meta(repo, prepared, train_config, result, version),
+            **export,
+            **verdict,
             "retrieval_calibration": asdict(calibration),
             **(extra_meta or {}),
         }
+        meta["val_bpc"] = meta.pop("served_bpc")
+        promoted, reason = verdict["promoted"], verdict["reason"]
         bundle = store.publish(staging, json.loads(json.dumps(meta)), make_current=promoted)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone after publish; cleans up a failure
     if promoted:
-        final = Progress(
-            "done", 1.0, 0.0, served_bpc, f"model {bundle.version}: {reason}", bundle.version
-        )
+        message = f"model {bundle.version}: {reason}"
     else:
-        final = Progress(
-            "rejected", 1.0, 0.0, served_bpc,
-            f"model {bundle.version} kept aside, not better: {reason}", bundle.version,
-        )  # fmt: skip
-    on_progress(final)
+        message = f"model {bundle.version} kept aside, not better: {reason}"
+    phase = "done" if promoted else "rejected"
+    on_progress(Progress(phase, 1.0, 0.0, meta["val_bpc"], message, bundle.version))
     return RunResult(bundle, promoted, reason)
+
+
+def _refresh_retrieval(
+    repo: Path, store: ModelStore, corpus: Corpus, train_config: TrainConfig
+) -> Calibration:
+    """The index and its calibration serve whether this model is promoted or not: the files are
+    what they are now. Calibration uses the training files only (the held-out ones judge)."""
+    if train_config.index:
+        index_repository(repo).save(store.root / INDEX_FILE)
+    calibration = calibrate(read_texts(repo, corpus.train_files), RetrievalConfig())
+    save_calibration(store.root / CALIBRATION_FILE, calibration)
+    return calibration
+
+
+def _export(
+    model: CharLSTM, prepared: Prepared, train_config: TrainConfig, staging: Path
+) -> dict[str, Any]:
+    """The bundle's files written to `staging`; what meta.json says of them."""
+    path = staging / MODEL_FILE
+    export_onnx(model, path)
+    parity = check_parity(model, path)
+    weights = quantize_if_lossless(path, prepared.val_ids) if train_config.int8 else {}
+    (staging / TOKENIZER_FILE).write_text(prepared.tokenizer.to_json())
+    np.savez(
+        staging / WEIGHTS_FILE, **{k: v.detach().numpy() for k, v in model.state_dict().items()}
+    )
+    # Scored as served (onnxruntime), as the previous model is in `_judge`.
+    served_bpc = onnx_bits_per_char(path, prepared.val_ids)
+    return {"served_bpc": served_bpc, "parity_max_abs_diff": parity, "weights": weights}
+
+
+def _judge(prepared: Prepared, train_config: TrainConfig, served_bpc: float) -> dict[str, Any]:
+    """Promoted unless the current model scores better on the same held-out text."""
+    previous = prepared.previous
+    if previous is None:
+        return {"previous": None, "promoted": True, "reason": "first model"}
+    old_ids = previous.tokenizer.encode(prepared.corpus.val_text[: train_config.max_val_chars])
+    old_bpc = onnx_bits_per_char(previous.model_path, old_ids)
+    return {
+        "previous": {"version": previous.version, "val_bpc": old_bpc},
+        "promoted": served_bpc <= old_bpc + 1e-6,
+        "reason": f"{served_bpc:.3f} bits/char vs {old_bpc:.3f} for model {previous.version} "
+        "on the same held-out files",
+    }
+
+
+def _meta(
+    repo: Path, prepared: Prepared, train_config: TrainConfig, result: TrainResult, version: str
+) -> dict[str, Any]:
+    """What meta.json records of the run itself."""
+    previous = prepared.previous
+    return {
+        "version": version,
+        "created_unix": time.time(),
+        "completiond_version": __version__,
+        "model": asdict(prepared.config),
+        "train": asdict(train_config),
+        "tokenizer": {"type": "char", "vocab_size": prepared.tokenizer.vocab_size},
+        "corpus": prepared.summary,
+        "repo": str(repo.resolve()),
+        "train_val_bpc": result.val_bpc,
+        "parameters": result.model.parameter_count(),
+        "steps": result.steps,
+        "train_seconds": result.seconds,
+        "chars_per_second": result.chars_seen / max(1e-9, result.seconds),
+        "device": result.device,
+        "device_name": result.device_name,
+        "precision": result.precision,
+        "world_size": result.world_size,
+        "replica_max_abs_diff": result.replica_max_abs_diff,
+        "streamed": prepared.streamed,
+        "warm_start_from": previous.version if prepared.fine_tunes and previous else None,
+        "base": prepared.base,
+    }
