@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import logging
 import os
 import re
 import secrets
@@ -38,6 +39,8 @@ import numpy as np
 from .corpus import read_files
 from .durable import write_atomically
 from .files import candidate_paths, path_exclusion
+
+log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.npz"  # in the model store: the text (UTF-8), the sorted positions, the files
 
@@ -331,3 +334,15 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def load_usable(path: Path) -> RepoIndex | None:
+    """The index at `path`; None when none was written yet or it is unreadable (logged):
+    retrieval is an addition, never a reason not to serve."""
+    if not path.exists():
+        return None
+    try:
+        return RepoIndex.load(path)
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        log.warning("repository index %s not used: %s", path, exc)
+        return None

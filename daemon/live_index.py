@@ -48,7 +48,7 @@ from completiond.core.child import index_command
 from completiond.core.corpus import fingerprint, read_files
 from completiond.core.durable import private_dir, write_text_atomically
 from completiond.core.files import candidate_paths, path_exclusion
-from completiond.core.index import INDEX_FILE, RepoIndex, Stamp, file_stamp
+from completiond.core.index import INDEX_FILE, RepoIndex, Stamp, file_stamp, load_usable
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class LiveIndex:
 
     def load(self) -> None:
         """Serve the stored index and the changes recorded since its build (before listening)."""
-        base = _load_base(self.path)
+        base = load_usable(self.path)
         with self._lock:
             self._set_base(base, self._load_updates(base))
 
@@ -424,7 +424,7 @@ class LiveIndex:
             covered, self._rebuilding = self._rebuilding or set(), None
             self._child = None
             included = self._rebuild_batch
-        base = _load_base(self.path) if ok else None
+        base = load_usable(self.path) if ok else None
         if base is None or base.files is None:
             log.warning("rebuilding the repository index failed: %s", message or "unreadable")
             with self._lock:
@@ -513,13 +513,3 @@ def _under(path: str, changed: set[str]) -> bool:
 
 def _file_text(base: RepoIndex | None, path: str) -> str | None:
     return None if base is None else base.file_text(path)
-
-
-def _load_base(path: Path) -> RepoIndex | None:
-    if not path.exists():
-        return None
-    try:
-        return RepoIndex.load(path)
-    except (OSError, ValueError, KeyError, EOFError) as exc:
-        log.warning("repository index %s not used: %s", path, exc)
-        return None

@@ -17,7 +17,7 @@ from completiond.completion.declined import DeclinedSuggestions
 from completiond.completion.retrieval import RetrievalConfig, Retriever
 from completiond.core.bundle import Bundle, ModelStore
 from completiond.core.errors import BundleError, NoModel
-from completiond.core.index import INDEX_FILE, RepoIndex, Searchable
+from completiond.core.index import INDEX_FILE, RepoIndex, Searchable, load_usable
 
 from .decoder import Decoder, DecoderConfig
 from .engine import EngineConfig, OnnxEngine
@@ -151,13 +151,5 @@ def calibrated(store: ModelStore, config: RetrievalConfig) -> RetrievalConfig:
 
 
 def load_index(store: ModelStore) -> RepoIndex | None:
-    """The store's repository index; None (only the current file is searched) when none was
-    written yet or it is unreadable: retrieval is an addition, never a reason not to serve."""
-    path = store.root / INDEX_FILE
-    if not path.exists():
-        return None
-    try:
-        return RepoIndex.load(path)
-    except (OSError, ValueError, KeyError, EOFError) as exc:
-        log.warning("repository index %s not used: %s", path, exc)
-        return None
+    """The store's repository index, or None (only the current file is searched)."""
+    return load_usable(store.root / INDEX_FILE)
