@@ -39,7 +39,7 @@ from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
 from completiond.core.errors import CompletiondError, DaemonUnreachable
-from completiond.core.limits import MAX_COMPLETION_CHARS
+from completiond.core.limits import DEFAULT_COMPLETION_CHARS, MAX_COMPLETION_CHARS
 from completiond.core.locations import default_socket_path, repo_root
 from completiond.core.version import __version__
 from completiond.v1 import completion_pb2 as pb
@@ -77,7 +77,7 @@ class BridgeConfig:
     opened: Path | None = None  # --repo: a directory the editor opened
     starter: Starter | None = field(default_factory=Starter)  # None: --no-start
     max_files: int = DEFAULT_MAX_FILES
-    max_chars: int = 80
+    max_chars: int = DEFAULT_COMPLETION_CHARS
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
 
 
@@ -617,8 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-chars",
         type=int,
-        default=80,
-        help=f"longest completion (default: 80, max {MAX_COMPLETION_CHARS})",
+        default=DEFAULT_COMPLETION_CHARS,
+        help=f"longest completion (default: {DEFAULT_COMPLETION_CHARS}, max "
+        f"{MAX_COMPLETION_CHARS})",
     )
     parser.add_argument(
         "--min-confidence",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from completiond.core.discovery import LANGUAGES
-from completiond.core.limits import MAX_COMPLETION_CHARS
+from completiond.core.limits import DEFAULT_COMPLETION_CHARS, MAX_COMPLETION_CHARS
 from completiond.core.version import __version__
 
 from .client import add_connection_options, add_repo_option
@@ -240,7 +240,8 @@ def _add_complete(sub: Commands) -> None:
         "--max-chars",
         type=int,
         default=0,
-        help=f"longest completion (default: 80, max {MAX_COMPLETION_CHARS})",
+        help=f"longest completion (default: {DEFAULT_COMPLETION_CHARS}, max "
+        f"{MAX_COMPLETION_CHARS})",
     )
     p.add_argument(
         "--temperature", type=float, default=0.0, help="0 = deterministic (default); > 0 samples"

@@ -35,6 +35,7 @@ from completiond.completion.ranking import (
 )
 from completiond.completion.retrieval import UNSHOWABLE, Retriever
 from completiond.core.errors import Cancelled
+from completiond.core.limits import DEFAULT_COMPLETION_CHARS
 from completiond.core.tokenizer import UNK_ID, CharTokenizer
 
 from .engine import Engine, State
@@ -45,7 +46,7 @@ ScoredLines = list[tuple[Sequence[int] | np.ndarray, float]]  # character ids, l
 
 @dataclass
 class DecoderConfig:
-    default_max_chars: int = 80  # candidate length when the request does not say
+    default_max_chars: int = DEFAULT_COMPLETION_CHARS  # when the request does not say
     beam_width: int = 4  # beams kept at temperature 0 (at least the number of candidates asked)
     start_chars: int = 12  # longest confident start of the model
     # The model runs too when the n-th best copied candidate is less confident than this
@@ -79,7 +80,7 @@ class Query:
     prefix: str
     suffix: str = ""
     n: int = 1
-    max_chars: int = 80
+    max_chars: int = DEFAULT_COMPLETION_CHARS
     temperature: float = 0.0
     min_confidence: float = 0.0
     document: str = ""  # key of the document's cached state; "" reads the prefix's tail cold

@@ -51,6 +51,7 @@ from completiond.completion.retrieval import RetrievalConfig, Retriever
 from completiond.core.corpus import read_texts
 from completiond.core.errors import CompletiondError, CorpusError, InvalidRequest
 from completiond.core.index import RepoIndex
+from completiond.core.limits import DEFAULT_COMPLETION_CHARS, MAX_COMPLETION_CHARS
 from completiond.daemon.decoder import Candidate, DecoderConfig, Query
 
 CONFIDENCE_BUCKETS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)  # [a, b), the last one [0.9, 1]
@@ -73,7 +74,7 @@ class EvalConfig:
     # In the replay, the chance that a right suggestion is accepted at a keystroke; otherwise the
     # user types its next character (types along it, as people who do not look often do).
     accept_rate: float = 1.0
-    max_chars: int = 80  # candidate length cap, as the daemon's default
+    max_chars: int = DEFAULT_COMPLETION_CHARS  # candidate length cap, as the daemon's default
     examples: int = 12  # example completions in the report, per mode
 
     def validate(self) -> None:
@@ -92,8 +93,10 @@ class EvalConfig:
             raise InvalidRequest(f"replay_lines must be >= 0, got {self.replay_lines}")
         if not 0.0 < self.accept_rate <= 1.0:
             raise InvalidRequest(f"accept_rate must be within (0, 1], got {self.accept_rate}")
-        if not 1 <= self.max_chars <= 400:
-            raise InvalidRequest(f"max_chars must be within [1, 400], got {self.max_chars}")
+        if not 1 <= self.max_chars <= MAX_COMPLETION_CHARS:
+            raise InvalidRequest(
+                f"max_chars must be within [1, {MAX_COMPLETION_CHARS}], got {self.max_chars}"
+            )
 
 
 # --- metrics --------------------------------------------------------------------------------
