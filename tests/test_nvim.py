@@ -122,6 +122,9 @@ local function main()
   feed("", "x!")
   timer:close()
   result.line = vim.api.nvim_get_current_line()
+  -- The plugin's health check, on the buffer edited (it opens a buffer of its own).
+  vim.cmd("checkhealth completiond")
+  result.health = vim.api.nvim_buf_get_lines(0, 0, -1, false)
 end
 
 local ok, err = xpcall(main, debug.traceback)
@@ -260,6 +263,21 @@ def assert_accepted(result: dict[str, Any], detail: str) -> None:
     assert result["line"] == "    if value is None:", f"{result}\n{detail}"
 
 
+def assert_healthy(result: dict[str, Any], repo: Path, daemon: str) -> None:
+    """`:checkhealth completiond` found the command, the attached server, the repository, its
+    daemon (`daemon`: e.g. `pid 12 (started by lsp)`) and its model, and nothing wrong."""
+    health = "\n".join(result["health"])
+    for expected in (
+        r"OK completiond \S+ \(",
+        r"OK server attached \(client id \d+\)",
+        rf"OK repository: {re.escape(str(repo))}$",
+        rf"OK daemon answers: {re.escape(daemon)}$",
+        r"OK model \S+",
+    ):
+        assert re.search(expected, health, re.MULTILINE), f"{expected!r} not in:\n{health}"
+    assert "ERROR" not in health and "WARNING" not in health, health
+
+
 def test_completion_menu_in_headless_neovim(
     nvim: str, running_daemon: Daemon, fixture_repo: Path, tmp_path: Path
 ) -> None:
@@ -269,6 +287,7 @@ def test_completion_menu_in_headless_neovim(
     cmd = [*BRIDGE, "--socket", str(socket)]
     result, detail = run_neovim(nvim, repo, cmd, tmp_path, PROCESS_TIMEOUT_S)
     assert_accepted(result, detail)
+    assert_healthy(result, repo.resolve(), f"pid {os.getpid()} (started by hand)")
     # Where Neovim has LSP inline completion (0.12+), the plugin turned it on as well.
     if result.get("inline_api") and "inline_enabled" in result:
         assert result["inline_enabled"], result
@@ -304,8 +323,10 @@ def test_a_fresh_repository_completes_in_neovim_with_no_manual_step(
     cmd = [*BRIDGE, "--serve-args", TINY_SERVE]
     result, detail = run_neovim(nvim, fresh_repo, cmd, tmp_path, FRESH_PROCESS_TIMEOUT_S)
     print(f"\nopened to first completion: {result.get('serving_ms', 0) / 1000:.1f} s")
-    assert len(serve_pids(fresh_repo)) == 1, detail  # the server started it; it outlives Neovim
+    pids = serve_pids(fresh_repo)
+    assert len(pids) == 1, detail  # the server started it; it outlives Neovim
     assert_accepted(result, detail)
+    assert_healthy(result, fresh_repo, f"pid {pids[0]} (started by lsp)")
     # Before that, Neovim saw the first model's progress (0.10+ has LspProgress), then one
     # message that completions start.
     progress = result["progress"] or []
