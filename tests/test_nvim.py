@@ -21,17 +21,26 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from completiond.daemon.daemon import Daemon
 
+from .conftest import make_repo
+
 PLUGIN = Path(__file__).resolve().parent.parent / "clients" / "nvim"
 MIN_VERSION = (0, 8)
 ATTACH_WAIT_MS = 25_000  # the language server starts (Python imports) and initializes
 COMPLETE_WAIT_MS = 25_000  # a first completion, cold model included
-PROCESS_TIMEOUT_S = 60.0  # the whole Neovim run: both waits and a margin
+SERVING_WAIT_MS = 90_000  # a fresh repository: its daemon starts and trains a tiny first model
+PROCESS_TIMEOUT_S = 60.0  # the whole Neovim run with a trained model: the waits and a margin
+FRESH_PROCESS_TIMEOUT_S = 150.0  # the same with a first model to train
+BRIDGE = [sys.executable, "-m", "completiond.clients.cli", "lsp"]
+# The daemons the server starts: a tiny model trained for seconds, no watching.
+TINY_SERVE = "--minutes 0.1 --hidden-size 48 --no-watch --retrain-minutes 0.05"
 
 # The buffer typed into the new file: one handler like the repository's, cut after `is N`.
 TEXT = (
@@ -57,6 +66,30 @@ local function main()
     return vim.bo.omnifunc == "v:lua.vim.lsp.omnifunc"
   end, 50)
   if not result.attached then
+    return
+  end
+  -- Until a model serves the server answers with no items: ask it (bounded) until it has some.
+  local line, col = #lines - 1, #lines[#lines]
+  local params = {
+    textDocument = { uri = vim.uri_from_bufnr(0) },
+    position = { line = line, character = col },
+  }
+  local serving_deadline = uv.now() + SERVING_WAIT_MS
+  local began = uv.now()
+  repeat
+    local answers = vim.lsp.buf_request_sync(0, "textDocument/completion", params, 5000) or {}
+    for _, answer in pairs(answers) do
+      local items = answer.result and (answer.result.items or answer.result) or {}
+      result.serving = result.serving or #items > 0
+    end
+    if not result.serving then
+      vim.wait(200)
+    end
+  until result.serving or uv.now() > serving_deadline
+  result.serving_ms = uv.now() - began
+  result.progress = _G.completiond_test.progress
+  result.shown = _G.completiond_test.shown
+  if not result.serving then
     return
   end
   local inline = vim.lsp.inline_completion
@@ -89,6 +122,9 @@ local function main()
   feed("", "x!")
   timer:close()
   result.line = vim.api.nvim_get_current_line()
+  -- The plugin's health check, on the buffer edited (it opens a buffer of its own).
+  vim.cmd("checkhealth completiond")
+  result.health = vim.api.nvim_buf_get_lines(0, 0, -1, false)
 end
 
 local ok, err = xpcall(main, debug.traceback)
@@ -136,26 +172,49 @@ def nvim() -> str:
     return found[0]
 
 
-def test_completion_menu_in_headless_neovim(
-    nvim: str, running_daemon: Daemon, fixture_repo: Path, tmp_path: Path
-) -> None:
-    repo = tmp_path / "project"
-    shutil.copytree(fixture_repo, repo)  # the shared fixture repository stays as it is
-    socket = running_daemon.server.config.socket_path
-    cmd = [sys.executable, "-m", "completiond.clients.cli", "lsp", "--socket", str(socket)]
+# Loaded before the plugin: what the language server shows while the first model trains.
+CAPTURE = r"""
+_G.completiond_test = { progress = {}, shown = {} }
+if vim.fn.exists("##LspProgress") == 1 then -- 0.10+
+  vim.api.nvim_create_autocmd("LspProgress", {
+    callback = function(ev)
+      local value = ev.data.params.value
+      local seen = { kind = value.kind, title = value.title, percentage = value.percentage }
+      table.insert(_G.completiond_test.progress, seen)
+    end,
+  })
+end
+local show = vim.lsp.handlers["window/showMessage"]
+vim.lsp.handlers["window/showMessage"] = function(err, params, ctx, config)
+  table.insert(_G.completiond_test.shown, params.message)
+  return show(err, params, ctx, config)
+end
+"""
+
+
+def run_neovim(
+    nvim: str, repo: Path, cmd: list[str], tmp_path: Path, timeout_s: float
+) -> tuple[dict[str, Any], str]:
+    """Neovim with the plugin (`setup({ cmd = cmd })`) on a new file of `repo`, driven by DRIVER:
+    what it saw, and Neovim's output and logs to explain a failure."""
     init = tmp_path / "init.lua"
     init.write_text(
         f"vim.opt.runtimepath:prepend({json.dumps(str(PLUGIN))})\n"
         'vim.opt.completeopt = "menuone,noinsert"\n'
+        f"{CAPTURE}\n"
         f'require("completiond").setup({{ cmd = {{ {", ".join(map(json.dumps, cmd))} }}, '
         "min_confidence = 0 })\n"
     )
     driver = tmp_path / "driver.lua"
-    driver.write_text(
-        DRIVER.replace("ATTACH_WAIT_MS", str(ATTACH_WAIT_MS)).replace(
-            "COMPLETE_WAIT_MS", str(COMPLETE_WAIT_MS)
-        )
-    )
+    waits = {
+        "ATTACH_WAIT_MS": ATTACH_WAIT_MS,
+        "SERVING_WAIT_MS": SERVING_WAIT_MS,
+        "COMPLETE_WAIT_MS": COMPLETE_WAIT_MS,
+    }
+    text = DRIVER
+    for name, value in waits.items():
+        text = text.replace(name, str(value))
+    driver.write_text(text)
     out = tmp_path / "result.json"
     state = tmp_path / "nvim-state"
     env = {
@@ -180,7 +239,7 @@ def test_completion_menu_in_headless_neovim(
         start_new_session=True,  # its own process group: Neovim and the language server
     )
     try:
-        output, _ = proc.communicate(timeout=PROCESS_TIMEOUT_S)
+        output, _ = proc.communicate(timeout=timeout_s)
     finally:
         with contextlib.suppress(ProcessLookupError):  # whatever of the group is left
             os.killpg(proc.pid, signal.SIGKILL)
@@ -192,10 +251,88 @@ def test_completion_menu_in_headless_neovim(
     assert out.is_file(), detail
     result = json.loads(out.read_text())
     assert "error" not in result, f"{result['error']}\n{detail}"
+    return result, detail
+
+
+def assert_accepted(result: dict[str, Any], detail: str) -> None:
+    """The menu listed the daemon's candidates and accepting the first completed the line."""
     assert result["attached"], detail
+    assert result["serving"], detail
     assert not result.get("timed_out"), detail
     assert result["items"], detail
     assert result["line"] == "    if value is None:", f"{result}\n{detail}"
+
+
+def assert_healthy(result: dict[str, Any], repo: Path, daemon: str) -> None:
+    """`:checkhealth completiond` found the command, the attached server, the repository, its
+    daemon (`daemon`: e.g. `pid 12 (started by lsp)`) and its model, and nothing wrong."""
+    health = "\n".join(result["health"])
+    for expected in (
+        r"OK completiond \S+ \(",
+        r"OK server attached \(client id \d+\)",
+        rf"OK repository: {re.escape(str(repo))}$",
+        rf"OK daemon answers: {re.escape(daemon)}$",
+        r"OK model \S+",
+    ):
+        assert re.search(expected, health, re.MULTILINE), f"{expected!r} not in:\n{health}"
+    assert "ERROR" not in health and "WARNING" not in health, health
+
+
+def test_completion_menu_in_headless_neovim(
+    nvim: str, running_daemon: Daemon, fixture_repo: Path, tmp_path: Path
+) -> None:
+    repo = tmp_path / "project"
+    shutil.copytree(fixture_repo, repo)  # the shared fixture repository stays as it is
+    socket = running_daemon.server.config.socket_path
+    cmd = [*BRIDGE, "--socket", str(socket)]
+    result, detail = run_neovim(nvim, repo, cmd, tmp_path, PROCESS_TIMEOUT_S)
+    assert_accepted(result, detail)
+    assert_healthy(result, repo.resolve(), f"pid {os.getpid()} (started by hand)")
     # Where Neovim has LSP inline completion (0.12+), the plugin turned it on as well.
     if result.get("inline_api") and "inline_enabled" in result:
         assert result["inline_enabled"], result
+
+
+def serve_pids(root: Path) -> list[int]:
+    """Live `completiond serve --repo root` processes (a zombie's command line is empty)."""
+    wanted = f"completiond.clients.cli\0serve\0--repo\0{root}\0".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if wanted in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue  # it exited meanwhile
+    return pids
+
+
+@pytest.fixture
+def fresh_repo(tmp_path: Path) -> Iterator[Path]:
+    """A repository with no model and no daemon; the daemon the plugin's server starts for it
+    (detached: outside Neovim's process group) is killed at the end."""
+    repo = make_repo(tmp_path / "fresh").resolve()
+    yield repo
+    for pid in serve_pids(repo):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_a_fresh_repository_completes_in_neovim_with_no_manual_step(
+    nvim: str, fresh_repo: Path, tmp_path: Path
+) -> None:
+    cmd = [*BRIDGE, "--serve-args", TINY_SERVE]
+    result, detail = run_neovim(nvim, fresh_repo, cmd, tmp_path, FRESH_PROCESS_TIMEOUT_S)
+    print(f"\nopened to first completion: {result.get('serving_ms', 0) / 1000:.1f} s")
+    pids = serve_pids(fresh_repo)
+    assert len(pids) == 1, detail  # the server started it; it outlives Neovim
+    assert_accepted(result, detail)
+    assert_healthy(result, fresh_repo, f"pid {pids[0]} (started by lsp)")
+    # Before that, Neovim saw the first model's progress (0.10+ has LspProgress), then one
+    # message that completions start.
+    progress = result["progress"] or []
+    if tuple(int(part) for part in result["nvim"].split(".")) >= (0, 10):
+        assert progress and progress[0]["kind"] == "begin", f"{result}\n{detail}"
+        assert "first model" in progress[0]["title"], progress
+        assert any(p["kind"] == "report" and "percentage" in p for p in progress), progress
+    shown = result["shown"] or []
+    assert len([m for m in shown if "completions start" in m]) == 1, f"{result}\n{detail}"

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,9 @@ from completiond.daemon.daemon import Daemon
 
 EXTENSION = Path(__file__).resolve().parent.parent / "clients" / "vscode"
 NODE_MIN_MAJOR = 18  # `node --test`
-NPM_CI_TIMEOUT_S = 600  # a cold npm cache downloads a dozen packages
+NPM_CI_TIMEOUT_S = 600  # a cold npm cache downloads some 130 packages (vsce's included)
 COMPILE_TIMEOUT_S = 300
+PACKAGE_TIMEOUT_S = 300  # compiles again, then zips
 TEST_TIMEOUT_S = 300  # the Node tests bound each wait themselves (30 s)
 BRIDGE = [sys.executable, "-m", "completiond.clients.cli", "lsp"]
 
@@ -90,6 +92,25 @@ def test_the_extension_declares_its_settings_and_ignores_its_build(extension: Pa
     assert (extension / "out" / "extension.js").is_file()
     ignored = (extension / ".gitignore").read_text().split()
     assert {"node_modules/", "out/"} <= set(ignored)
+
+
+def test_npm_run_package_builds_an_installable_vsix(extension: Path, tmp_path: Path) -> None:
+    vsix = tmp_path / "completiond.vsix"
+    npm("run", "package", "--", "--out", str(vsix), timeout_s=PACKAGE_TIMEOUT_S)
+    with zipfile.ZipFile(vsix) as archive:
+        names = set(archive.namelist())
+        manifest = json.loads(archive.read("extension/package.json"))
+    # The compiled extension and its runtime dependency; no sources, tests or dev tools.
+    wanted = {
+        "extension.vsixmanifest",
+        "extension/LICENSE.txt",
+        "extension/out/extension.js",
+        "extension/node_modules/vscode-languageclient/package.json",
+    }
+    assert wanted <= names, sorted(names)
+    left_out = ("extension/src/", "extension/out/test/", "extension/node_modules/@vscode/")
+    assert not any(name.startswith(left_out) for name in names), sorted(names)
+    assert manifest["main"] == "./out/extension.js"
 
 
 def test_provider_logic_without_a_daemon(extension: Path) -> None:

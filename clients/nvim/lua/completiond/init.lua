@@ -24,11 +24,13 @@ local defaults = {
 }
 
 M.config = vim.deepcopy(defaults)
+M.last_buffer = nil -- the last file buffer entered (:checkhealth reports on it)
 
 local NAME = "completiond"
 local group = nil
 
-local function get_clients(bufnr)
+--- The plugin's language-server clients attached to a buffer.
+function M.clients(bufnr)
   if vim.lsp.get_clients then -- 0.10+
     return vim.lsp.get_clients({ bufnr = bufnr, name = NAME })
   end
@@ -43,10 +45,22 @@ end
 
 --- The repository root of a file: the nearest directory up from it holding a root marker; nil
 --- outside any repository (such files share one server, which says once that they get nothing).
-local function find_root(path)
+function M.root(path)
   local dir = vim.fs.dirname(path)
   local marker = vim.fs.find(M.config.root_markers, { path = dir, upward = true })[1]
   return marker and vim.fs.dirname(marker) or nil
+end
+
+--- `cmd` before its `lsp`: the completiond command itself (e.g. for `status`, `--version`).
+function M.command()
+  local command = {}
+  for _, part in ipairs(M.config.cmd) do
+    if part == "lsp" then
+      break
+    end
+    table.insert(command, part)
+  end
+  return command
 end
 
 local function server_cmd(root)
@@ -105,7 +119,7 @@ end
 function M.attach(bufnr)
   bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
   local path = vim.api.nvim_buf_get_name(bufnr)
-  if path == "" or vim.bo[bufnr].buftype ~= "" or #get_clients(bufnr) > 0 then
+  if path == "" or vim.bo[bufnr].buftype ~= "" or #M.clients(bufnr) > 0 then
     return
   end
   local filetypes = M.config.filetypes
@@ -113,7 +127,7 @@ function M.attach(bufnr)
     return
   end
   local full = vim.fn.fnamemodify(path, ":p")
-  local root = find_root(full)
+  local root = M.root(full)
   vim.lsp.start({
     name = NAME,
     cmd = server_cmd(root),
@@ -142,6 +156,14 @@ function M.setup(opts)
     end
   end
   group = vim.api.nvim_create_augroup("completiond", { clear = true })
+  vim.api.nvim_create_autocmd("BufEnter", { -- the buffer :checkhealth reports on
+    group = group,
+    callback = function(args)
+      if vim.bo[args.buf].buftype == "" then
+        M.last_buffer = args.buf
+      end
+    end,
+  })
   vim.api.nvim_create_autocmd({ "BufReadPost", "BufNewFile", "FileType" }, {
     group = group,
     callback = function(args)
