@@ -87,6 +87,18 @@ local function main()
     end
   until result.serving or uv.now() > serving_deadline
   result.serving_ms = uv.now() - began
+  if #_G.completiond_test.progress > 0 then
+    -- A first model was trained: its "completions start" message follows the bridge's next
+    -- look at the daemon, which may come just after the first answer.
+    vim.wait(5000, function()
+      for _, message in ipairs(_G.completiond_test.shown) do
+        if message:find("completions start", 1, true) then
+          return true
+        end
+      end
+      return false
+    end, 50)
+  end
   result.progress = _G.completiond_test.progress
   result.shown = _G.completiond_test.shown
   if not result.serving then
