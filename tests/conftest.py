@@ -181,3 +181,17 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 def start_lsp(tmp_path: Path) -> Iterator[Callable[..., LspSession]]:
     """Starts bridges (`completiond lsp ARGS...`) over stdio; every one is killed at the end."""
     yield from lsp_sessions(tmp_path)
+
+
+def serve_pids(root: Path) -> list[int]:
+    """Live `completiond serve --repo root` processes (a zombie's command line is empty)."""
+    wanted = f"completiond.clients.cli\0serve\0--repo\0{root}\0".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if wanted in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue  # it exited meanwhile
+    return pids

@@ -30,7 +30,7 @@ from completiond.daemon.daemon import Daemon, DaemonConfig
 from completiond.daemon.server import ServerConfig
 from completiond.daemon.watcher import WatchConfig
 
-from .conftest import make_repo
+from .conftest import make_repo, serve_pids
 from .lsp_session import LspSession
 from .test_lsp import HANDLER, inline_params
 
@@ -39,20 +39,6 @@ WAIT_S = 60.0  # the longest any wait here lasts: a first model's training inclu
 TINY_SERVE = "--minutes 0.1 --hidden-size 48 --no-watch --retrain-minutes 0.05"
 PROGRESS = {"window": {"workDoneProgress": True}}
 COLUMN = len("    return re")  # the end of HANDLER's last line
-
-
-def serve_pids(root: Path) -> list[int]:
-    """Live `completiond serve --repo root` processes (a zombie's command line is empty)."""
-    wanted = f"completiond.clients.cli\0serve\0--repo\0{root}\0".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if wanted in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-            except OSError:
-                continue  # it exited meanwhile
-    return pids
 
 
 def wait_until(condition: Callable[[], bool], what: str, limit_s: float = WAIT_S) -> None:

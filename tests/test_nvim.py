@@ -29,7 +29,7 @@ import pytest
 
 from completiond.daemon.daemon import Daemon
 
-from .conftest import make_repo
+from .conftest import make_repo, serve_pids
 
 PLUGIN = Path(__file__).resolve().parent.parent / "clients" / "nvim"
 MIN_VERSION = (0, 8)
@@ -303,20 +303,6 @@ def test_completion_menu_in_headless_neovim(
     # Where Neovim has LSP inline completion (0.12+), the plugin turned it on as well.
     if result.get("inline_api") and "inline_enabled" in result:
         assert result["inline_enabled"], result
-
-
-def serve_pids(root: Path) -> list[int]:
-    """Live `completiond serve --repo root` processes (a zombie's command line is empty)."""
-    wanted = f"completiond.clients.cli\0serve\0--repo\0{root}\0".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if wanted in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-            except OSError:
-                continue  # it exited meanwhile
-    return pids
 
 
 @pytest.fixture
