@@ -64,12 +64,13 @@ def _base_rows(status: dict[str, Any]) -> list[Row]:
         rows.append(("base", f"none (`completiond pretrain` builds one in {status['basesDir']})"))
     origin = status.get("modelBase")
     if status.get("model"):
-        started = (
+        # Not "started": that row says who started the daemon.
+        start = (
             f"the {origin['language']} base, manifest {origin['manifest_sha256'][:12]}"
             if origin
-            else "no base"
+            else "none: trained from scratch"
         )
-        rows.append(("started", started))
+        rows.append(("model base", start))
     return rows
 
 

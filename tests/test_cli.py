@@ -130,6 +130,9 @@ def test_status_shows_the_model_and_the_daemon(served: Served) -> None:
     assert "typed through below confidence 0.35 comes back as its first word" in text
     assert "confidences: " in text
     assert "\nstarted     by hand; keeps running\n" in text
+    assert "\nmodel base  none: trained from scratch\n" in text
+    names = [line.split("  ")[0] for line in text.splitlines() if line and not line[0].isspace()]
+    assert len(names) == len(set(names)), names  # one name, one fact
     assert re.search(r"\nindex +updated \d+ s ago; \d+ changed files pending; ", text), text
     status = json.loads(served.cli("status", "--json").stdout)
     assert status["trainingState"] in ("idle", "training")  # the background full model
@@ -298,3 +301,4 @@ def test_eval_reports_quality_of_the_stored_model(
         "eval", "--repo", str(fixture_repo), "--store", str(tmp_path / "none"), cwd=tmp_path
     )
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
+
