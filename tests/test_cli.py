@@ -301,4 +301,3 @@ def test_eval_reports_quality_of_the_stored_model(
         "eval", "--repo", str(fixture_repo), "--store", str(tmp_path / "none"), cwd=tmp_path
     )
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
-
