@@ -106,8 +106,16 @@ def test_pretrain_builds_a_private_base_of_distinct_files_none_from_the_reposito
     for path in base.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
     assert sorted(p.name for p in base.iterdir()) == sorted(
-        [BASE_META, BASE_MANIFEST, BASE_TOKENIZER, BASE_WEIGHTS]
-    )  # the checkpoint is gone
+        [BASE_META, BASE_MANIFEST, BASE_TOKENIZER, BASE_WEIGHTS, "checkpoint.json", "checkpoint.npz"]
+    )  # the checkpoint stays: a larger budget continues the base
+
+
+def test_a_larger_budget_continues_a_finished_base(installed_code: Path) -> None:
+    first = _pretrain([installed_code], None, max_steps=0, minutes=0.03)
+    second = _pretrain([installed_code], None, max_steps=0, minutes=0.06)
+    assert second.resumed and second.meta["segments"] > first.meta["segments"]
+    assert second.meta["steps"] > first.meta["steps"]
+    assert second.meta["seconds"] >= 0.06 * 60 - 1.0
 
 
 def test_a_base_whose_files_do_not_match_its_metadata_is_not_one(installed_code: Path) -> None:

@@ -5,7 +5,8 @@ file rules and secret masking, each content once, without any file whose content
 repository being served. Training is run.py's loop in segments of `checkpoint_s`: after each, the
 weights and the time spent are saved, so a killed run resumes where its last segment ended (each
 segment restarts the learning-rate schedule: warm restarts). The base is written atomically into
-the user's cache, its metadata last, with a manifest of its files' content hashes.
+the user's cache, its metadata last, with a manifest of its files' content hashes. The last
+checkpoint stays beside it, so the same command with a larger budget continues a finished base.
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ def _publish(
     gathered: Gathered,
 ) -> None:
     """Write the base's files, then its metadata naming their hashes (a reader takes a base
-    whose files do not match as absent), then drop the checkpoint."""
+    whose files do not match as absent). The checkpoint stays: a larger budget continues it."""
     (directory / BASE_META).unlink(missing_ok=True)
     write_text_atomically(directory / BASE_TOKENIZER, tokenizer.to_json())
     _save_weights(directory / BASE_WEIGHTS, model)
@@ -226,8 +227,6 @@ def _publish(
     names = (BASE_TOKENIZER, BASE_WEIGHTS, BASE_MANIFEST)
     meta["files"] = {name: sha256_file(directory / name) for name in names}
     write_text_atomically(directory / BASE_META, json.dumps(meta, indent=1))
-    for name in (CHECKPOINT_META, CHECKPOINT_WEIGHTS):
-        (directory / name).unlink(missing_ok=True)
 
 
 @dataclass
