@@ -1,12 +1,14 @@
 """Held-out bits per character of a repository model fine-tuned with and without a base.
 
 The base is built (`training/pretrain.py`, as `completiond pretrain --from`) from some packages
-of the Python standard library; the repository is a copy of another package (default: email),
-so no file of it is in the base, which the script checks against the base's manifest. Then the
-repository trains for the same budget twice, in two caches: one holding the base, one empty;
-the base alone (no fine-tuning, the repository's characters added to its alphabet) is scored too.
+of the Python standard library, or taken from `--base-cache` (a cache bench/base_curve.py kept);
+the repository is a copy of another package (default: email), and the script counts the
+repository's files whose content is in the base's manifest (it must be none). Then the
+repository trains for each budget twice, in two caches: one holding the base, one empty; the
+base alone (no fine-tuning, the repository's characters added to its alphabet) is scored too.
 
     .venv/bin/python bench/base_models.py                        # 5-minute base, 1-minute runs
+    .venv/bin/python bench/base_models.py --base-cache out/bases/python/60min --minutes 1 2 5
     .venv/bin/python bench/base_models.py --base-minutes 0.5 --minutes 0.2   # a quick look
 """
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from completiond.core.bundle import ModelStore
 from completiond.core.corpus import read_files
-from completiond.core.discovery import BASE_MANIFEST, bases_dir, text_hash
+from completiond.core.discovery import BASE_MANIFEST, bases_dir, read_base_meta, text_hash
 from completiond.training.model import ModelConfig
 from completiond.training.pretrain import pretrain
 from completiond.training.run import prepare, train_repository
@@ -67,7 +69,8 @@ def base_alone(repo: Path, cache: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base-minutes", type=float, default=5.0)
-    parser.add_argument("--minutes", type=float, default=1.0, help="each repository run")
+    parser.add_argument("--base-cache", type=Path, help="use the base kept in this cache")
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1.0], help="repository runs")
     parser.add_argument("--held-out", default="email", help="the repository's package")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -76,37 +79,47 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         repo = held_out_repo(work / "repo", args.held_out)
-        os.environ["XDG_CACHE_HOME"] = str(work / "with")
-        base = pretrain(
-            "python",
-            roots,
-            bases_dir() / "python",
-            repo,
-            ModelConfig(),
-            TrainConfig(minutes=args.base_minutes, seed=args.seed),
-            checkpoint_s=args.base_minutes * 60,
-        )
-        manifest = json.loads((base.directory / BASE_MANIFEST).read_text())["files"]
+        with_cache = work / "with"
+        if args.base_cache:
+            shutil.copytree(args.base_cache, with_cache)
+            os.environ["XDG_CACHE_HOME"] = str(with_cache)
+            meta = read_base_meta(bases_dir() / "python")
+            assert meta is not None, f"no python base in {args.base_cache}"
+        else:
+            os.environ["XDG_CACHE_HOME"] = str(with_cache)
+            meta = pretrain(
+                "python",
+                roots,
+                bases_dir() / "python",
+                repo,
+                ModelConfig(),
+                TrainConfig(minutes=args.base_minutes, seed=args.seed),
+                checkpoint_s=args.base_minutes * 60,
+            ).meta
+        manifest = json.loads((bases_dir() / "python" / BASE_MANIFEST).read_text())["files"]
         repo_hashes = {text_hash(t) for t in read_files(repo)[0].values()}
         shared = len(repo_hashes & set(manifest.values()))
-        zero = base_alone(repo, work / "with")
-        with_base = train_in_cache(repo, work / "with", args.minutes, args.seed)
-        without = train_in_cache(repo, work / "without", args.minutes, args.seed)
-    m = base.meta
+        zero = base_alone(repo, with_cache)
+        runs = []
+        for minutes in args.minutes:
+            for name, cache in (("from scratch", "without"), ("from the base", "with")):
+                shutil.rmtree(work / cache / "store", ignore_errors=True)
+                run = train_in_cache(repo, work / cache, minutes, args.seed)
+                runs.append((name, minutes, run))
     print(
-        f"base: {m['train_files']} files ({m['chars']:,} chars) from {len(roots)} stdlib "
-        f"packages, {m['seconds'] / 60:.1f} min, {m['steps']} steps, "
-        f"held-out {m['val_bpc']:.3f} bits/char, manifest {m['manifest_sha256'][:12]}"
+        f"base: {meta['train_files']} files ({meta['chars']:,} chars), "
+        f"{meta['seconds'] / 60:.1f} min, {meta['steps']} steps, "
+        f"held-out {meta['val_bpc']:.3f} bits/char, manifest {meta['manifest_sha256'][:12]}"
     )
+    corpus = runs[0][2]["corpus"]
     print(
-        f"repository: {args.held_out} ({with_base['corpus']['train_files']} training, "
-        f"{with_base['corpus']['val_files']} held-out files); files whose content is in the "
-        f"base: {shared}"
+        f"repository: {args.held_out} ({corpus['train_files']} training, "
+        f"{corpus['val_files']} held-out files); files whose content is in the base: {shared}"
     )
     print("| start | minutes | steps | held-out bits/char |\n| --- | --- | --- | --- |")
     print(f"| the base alone | 0 | 0 | {zero:.3f} |")
-    for name, meta in (("from scratch", without), ("from the base", with_base)):
-        print(f"| {name} | {args.minutes:g} | {meta['steps']} | {meta['val_bpc']:.3f} |")
+    for name, minutes, run in runs:
+        print(f"| {name} | {minutes:g} | {run['steps']} | {run['val_bpc']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -84,11 +84,18 @@ def fit(
     prior_weights: Sequence[float] = DEFAULT_WEIGHTS,
     prior: float = 0.0,
 ) -> np.ndarray:
+    """The retriever's weights fitted to labelled candidates (`fit_logistic`)."""
+    x = np.array([features(f, document_weight) for f, _ in labelled], dtype=float)
+    y = np.array([ok for _, ok in labelled], dtype=float)
+    return fit_logistic(x, y, prior_weights, prior)
+
+
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, prior_weights: Sequence[float], prior: float = 0.0
+) -> np.ndarray:
     """Logistic regression by Newton's method, penalised by prior * |w - prior_weights|^2 (at
     least 1: with thousands of examples that is negligible, and it keeps the steps well posed
     when features are collinear, as in a repository where every line is found the same way)."""
-    x = np.array([features(f, document_weight) for f, _ in labelled], dtype=float)
-    y = np.array([ok for _, ok in labelled], dtype=float)
     w0 = np.asarray(prior_weights, dtype=float)
     strength = max(prior, 1.0)
     w = w0.copy()

@@ -106,7 +106,14 @@ def test_pretrain_builds_a_private_base_of_distinct_files_none_from_the_reposito
     for path in base.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
     assert sorted(p.name for p in base.iterdir()) == sorted(
-        [BASE_META, BASE_MANIFEST, BASE_TOKENIZER, BASE_WEIGHTS, "checkpoint.json", "checkpoint.npz"]
+        [
+            BASE_META,
+            BASE_MANIFEST,
+            BASE_TOKENIZER,
+            BASE_WEIGHTS,
+            "checkpoint.json",
+            "checkpoint.npz",
+        ]
     )  # the checkpoint stays: a larger budget continues the base
 
 

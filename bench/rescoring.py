@@ -1,0 +1,233 @@
+"""Does the model rank retrieval's candidates better than retrieval does? And what is within reach?
+
+On a corpus of quality.py (split by file as training splits it), a product model is trained
+(or an existing store reused), then for held-out lines in both cursor modes every whole line
+retrieval finds is scored by the model in one batched call (`line_logprobs`). Printed:
+
+- the ceiling: the share of lines whose truth is among retrieval's lines, among the model's
+  beams, among both, and among lines the beam writes on from retrieved starts (copy, then write);
+- top-1 exact match of retrieval's order against the order of rescored confidences, with the
+  logistic weights fitted on one half of the lines and measured on the other (two folds);
+- the time of one batched scoring call.
+
+    .venv/bin/python bench/rescoring.py --corpus python --max-steps 1200 --store bench/out/rs-py
+
+The product does not rescore: on the stdlib corpus the rescored order was no better than
+retrieval's calibrated one (the figures are in issue 18's note); this script is where to try again
+with a stronger model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from quality import CORPORA  # bench/ is on the path when this runs
+
+from completiond.completion.calibration import fit_logistic, right
+from completiond.completion.queries import (
+    MODES,
+    Cursors,
+    build_queries,
+    eligible_lines,
+    exact_match,
+    sample_lines,
+)
+from completiond.completion.retrieval import RetrievalConfig
+from completiond.core.bundle import ModelStore
+from completiond.core.corpus import build_corpus, read_texts
+from completiond.daemon.decoder import Query
+from completiond.daemon.model_slot import ModelSlot, calibrated
+from completiond.evaluation.evaluate import held_out_retriever
+from completiond.training.model import ModelConfig
+from completiond.training.run import train_repository
+from completiond.training.train import TrainConfig
+
+MAX_CHARS = 80
+State = tuple[np.ndarray, np.ndarray]  # h, c: float32 [layers, batch, hidden]
+RunFn = Callable[[np.ndarray, State], tuple[np.ndarray, State]]  # ids [B,T] -> log-probs [B,T,V]
+
+RELATIVE_FLOOR = -30.0  # nats below the best candidate: beyond this the model has no preference
+MEAN_FLOOR = -6.0  # nats per character
+CONFIDENCE_EDGE = 1e-4  # retrieval confidences are clipped to [edge, 1 - edge] for their log-odds
+
+
+@dataclass(frozen=True)
+class RescoreWeights:
+    """Logistic weights over `features`: bias, retrieval's log-odds, relative and mean
+    log-probability. (0, 1, 0, 0) keeps retrieval's confidence."""
+
+    weights: tuple[float, float, float, float] = (0.0, 1.0, 0.0, 0.0)
+
+
+def line_logprobs(
+    run: RunFn,
+    logits: np.ndarray,
+    state: State,
+    lines: Sequence[np.ndarray],
+    ends: Sequence[bool],
+    newline: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(log-probability [K], characters scored [K]) of each line of character ids after the
+    prefix whose next-character log-probabilities are `logits` [1,V] and state `state`; a line
+    that `ends` is scored with its newline. One engine call, the lines padded to the longest
+    (a recurrent step never sees what follows it, so padding changes nothing before it)."""
+    k = len(lines)
+    lengths = np.array([len(line) for line in lines])
+    ids = np.zeros((k, int(lengths.max())), np.int64)
+    for row, line in enumerate(lines):
+        ids[row, : len(line)] = line
+    batch_state = (np.repeat(state[0], k, axis=1), np.repeat(state[1], k, axis=1))
+    out, _ = run(ids, batch_state)  # [K,T,V]: row t predicts character t + 1
+    first = logits[0, ids[:, 0]]
+    later = np.take_along_axis(out[:, :-1, :], ids[:, 1:, None], axis=2)[..., 0]
+    per_char = np.concatenate((first[:, None], later), axis=1)
+    within = np.arange(ids.shape[1])[None, :] < lengths[:, None]
+    total = np.where(within, per_char, 0.0).sum(axis=1)
+    closing = out[np.arange(k), lengths - 1, newline]
+    ended = np.asarray(ends, dtype=bool)
+    return total + np.where(ended, closing, 0.0), lengths + ended
+
+
+def features(
+    confidences: Sequence[float], logprobs: np.ndarray, scored_chars: np.ndarray
+) -> np.ndarray:
+    """[K,4]: 1, retrieval's log-odds, log-probability relative to the best candidate's,
+    mean log-probability per character (both floored: far below, differences stop meaning)."""
+    conf = np.clip(np.asarray(confidences, dtype=float), CONFIDENCE_EDGE, 1 - CONFIDENCE_EDGE)
+    relative = np.maximum(logprobs - logprobs.max(), RELATIVE_FLOOR)
+    mean = np.maximum(logprobs / np.maximum(scored_chars, 1), MEAN_FLOOR)
+    return np.column_stack((np.ones(len(conf)), np.log(conf / (1 - conf)), relative, mean))
+
+
+def rescored(x: np.ndarray, weights: RescoreWeights) -> np.ndarray:
+    """[K] the new confidences."""
+    z = x @ np.asarray(weights.weights)
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # the logistic function, without overflow
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", default="python", choices=sorted(CORPORA))
+    parser.add_argument("--store", type=Path, required=True, help="reused when it has a model")
+    parser.add_argument("--max-steps", type=int, default=1200)
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--lines", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--base-cache", type=Path, help="XDG_CACHE_HOME: start from its base")
+    parser.add_argument("--dump", type=Path, help="write each query's features and labels (.npz)")
+    args = parser.parse_args()
+    if args.base_cache:
+        os.environ["XDG_CACHE_HOME"] = str(args.base_cache.resolve())
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = CORPORA[args.corpus][1](Path(tmp) / "repo")
+        run(repo, args)
+
+
+def run(repo: Path, args: argparse.Namespace) -> None:
+    corpus = build_corpus(repo)
+    store = ModelStore(args.store)
+    if store.current_version() is None:
+        train_repository(
+            repo,
+            store,
+            ModelConfig(),
+            TrainConfig(minutes=args.minutes, max_steps=args.max_steps, threads=args.threads),
+        )
+    served = ModelSlot(store).load_current()
+    decoder, tok = served.decoder, served.bundle.tokenizer
+    retriever = held_out_retriever(repo, corpus.train_files, calibrated(store, RetrievalConfig()))
+    texts = read_texts(repo, corpus.val_files)
+    cursors = Cursors()
+    sampled = sample_lines(eligible_lines(texts, cursors.typed_chars), args.lines, 0)
+    rows: list[tuple[np.ndarray, np.ndarray]] = []  # per query: features [K,4], right [K]
+    ceiling = {"retrieval": 0, "beams": 0, "both": 0, "copy then write": 0}
+    times: list[float] = []
+    asked = 0
+    for mode in MODES:
+        for q in build_queries(texts, sampled, mode, cursors):
+            asked += 1
+            wholes = [f for f in retriever.find(q.prefix, q.suffix) if not f.partial]
+            wholes = [f for f in wholes if f.text.strip()][:16]
+            logits, state = decoder.states.read(q.prefix, "")
+            beams = decoder._beam_search(logits, state, Query(prefix=q.prefix, max_chars=MAX_CHARS))
+            beam_texts = [tok.decode(ids) for ids, _ in beams]
+            in_retrieval = any(right(f, q.truth) for f in wholes)
+            in_beams = any(exact_match(t, q.truth) for t in beam_texts)
+            ceiling["retrieval"] += in_retrieval
+            ceiling["beams"] += in_beams
+            ceiling["both"] += in_retrieval or in_beams
+            written = continued(decoder, q.prefix, [f.text for f in wholes[:4]], tok)
+            ceiling["copy then write"] += (
+                in_retrieval or in_beams or any(exact_match(t, q.truth) for t in written)
+            )
+            if not wholes:
+                continue
+            ids = [tok.encode(f.text[:MAX_CHARS]) for f in wholes]
+            start = time.perf_counter()
+            logp, chars = line_logprobs(
+                served.engine.run,
+                logits,
+                state,
+                ids,
+                [len(f.text) <= MAX_CHARS for f in wholes],
+                tok.newline_id,
+            )
+            times.append(time.perf_counter() - start)
+            conf = [retriever.confidence(f) for f in wholes]
+            rows.append(
+                (features(conf, logp, chars), np.array([right(f, q.truth) for f in wholes]))
+            )
+    report(rows, ceiling, times, asked)
+    if args.dump:
+        np.savez(args.dump, *[np.column_stack((x, y)) for x, y in rows])
+
+
+def continued(decoder, prefix: str, starts: list[str], tok) -> list[str]:
+    """Copy, then write: for each retrieved line, its first tokens copied (up to half of it),
+    then the model's best line from there."""
+    out = []
+    for text in starts:
+        cut = text[: max(1, len(text) // 2)]
+        cut = cut[: cut.rfind(" ") + 1] or cut
+        logits, state = decoder.states.read(prefix + cut, "")
+        beams = decoder._beam_search(logits, state, Query(prefix=prefix + cut, max_chars=MAX_CHARS))
+        out.extend(cut + tok.decode(ids) for ids, _ in beams[:2])
+    return out
+
+
+def top1(rows: list[tuple[np.ndarray, np.ndarray]], weights: RescoreWeights) -> float:
+    hits = sum(bool(y[int(np.argmax(rescored(x, weights)))]) for x, y in rows)
+    return hits / max(1, len(rows))
+
+
+def report(rows, ceiling: dict[str, int], times: list[float], asked: int) -> None:
+    print(f"{asked} queries; {len(rows)} with retrieved lines\n")
+    print("| truth among | share of queries |\n|---|---:|")
+    for name, count in ceiling.items():
+        print(f"| {name} | {100 * count / asked:.1f}% |")
+    half = len(rows) // 2
+    folds = (rows[:half], rows[half:])
+    base = RescoreWeights()
+    print("\n| order | top-1 exact (of queries with lines) |\n|---|---:|")
+    print(f"| retrieval's confidence | {100 * top1(rows, base):.1f}% |")
+    hits = 0.0
+    for fit_on, test_on in (folds, folds[::-1]):
+        x = np.concatenate([x for x, _ in fit_on])
+        y = np.concatenate([y for _, y in fit_on]).astype(float)
+        w = RescoreWeights(tuple(round(float(v), 3) for v in fit_logistic(x, y, base.weights)))
+        print(f"  fitted weights: {w.weights}")
+        hits += top1(test_on, w) * len(test_on)
+    print(f"| rescored (2-fold) | {100 * hits / max(1, len(rows)):.1f}% |")
+    ms = np.array(times) * 1000
+    print(f"\nscoring call: p50 {np.percentile(ms, 50):.2f} ms, p99 {np.percentile(ms, 99):.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
