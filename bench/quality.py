@@ -1,4 +1,5 @@
-"""Completion quality of the product against two baselines, on code this project did not write.
+"""Completion quality of the product, its parts and reference peers, on code this project did not
+write.
 
 Corpora (each copied into a scratch directory and split by file exactly as `completiond train`
 does; the held-out files are what every system is measured on):
@@ -13,14 +14,30 @@ does; the held-out files are what every system is measured on):
 - `ts` (not by default; needs the npm registry): the TypeScript sources of rxjs (not its
   declaration files).
 
-Systems, each trained under the same wall-clock budget on the training files:
+Systems, each trained under the same wall-clock budget on the training files (by default the
+first five):
 
 - `product`: the default model (ModelConfig(), TrainConfig()) served as the daemon serves it,
   with retrieval from an index of the training files (the held-out files are not in it);
+- `retrieval alone`: the same product, same index and fitted confidences, with
+  DecoderConfig(run_model=False): the model never runs, only retrieval answers;
 - `model alone`: the same model without retrieval (`serve --no-retrieval`);
-- `lstm-128`: the "classic toy", a 1x128 character LSTM over 60-character windows, greedy;
-- `ngram`: a token 4-gram model with interpolated Kneser-Ney smoothing and a cache of the
-  current file (bench/baselines.py).
+- `ref-ngram`, `ref-lstm`: the reference peers (`--peers DIR`, default ../shared/reference-peers
+  from the repository root: a token 5-gram with a file cache, and the Keras example's character
+  LSTM), run through their README's protocol as subprocesses (bench/peers.py);
+- `ngram` (not by default): a token 4-gram model with interpolated Kneser-Ney smoothing and a
+  cache of the current file (bench/baselines.py);
+- `lstm-128` (not by default): the "classic toy", a 1x128 character LSTM over 60-character
+  windows, greedy, trained through the product's pipeline;
+- `product+base`, `model alone+base` (with `--base-cache DIR`, a cache laid out as
+  DIR/completiond/bases/<language>/, what bench/base_curve.py keeps): a second product model
+  trained the same way but starting from the corpus language's base. Every training and
+  held-out file is hashed as the base's manifest hashes them; the notes give the manifest's
+  sha256 and how many are in it, and these rows are left out when a held-out file is.
+
+The product's models (and lstm-128) train with XDG_CACHE_HOME set to an empty scratch directory,
+so a base in the user's own ~/.cache never silently takes part; the +base model with it set to a
+scratch copy of --base-cache.
 
 Every system is measured by `completiond.evaluation.evaluate.evaluate` (exact match, edit
 similarity, answer rate, keystrokes saved, latency), cursor after the indentation + 10 typed
@@ -31,31 +48,44 @@ writes the product's full report (Markdown, JSON, plots) per corpus.
     .venv/bin/python bench/quality.py --minutes 0.3 --queries 60   # a quick look
     .venv/bin/python bench/quality.py --systems product --start-below 0 0.1 0.2   # side by side
     .venv/bin/python bench/quality.py --systems product --typed-through keep cut   # side by side
+    .venv/bin/python bench/quality.py --base-cache bench/out/bases/python/60min --corpora python
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
+import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from baselines import NgramCompleter, train_toy_lstm  # bench/ is on the path when this runs
 from bpc import PACKAGES, stdlib_corpus
+from peers import PEERS, Peer, default_peers_dir, evaluate_peer, missing_peers
 
 from completiond.completion.ranking import START_BELOW
 from completiond.completion.retrieval import RetrievalConfig, Retriever
 from completiond.core.bundle import ModelStore
 from completiond.core.corpus import Corpus, build_corpus, read_texts
+from completiond.core.discovery import BASE_MANIFEST, language_of, read_base_meta, text_hash
 from completiond.daemon.decoder import DecoderConfig
 from completiond.daemon.model_slot import ModelSlot, calibrated
-from completiond.evaluation.evaluate import EvalConfig, EvalReport, evaluate, held_out_retriever
+from completiond.evaluation.evaluate import (
+    CompleteFn,
+    EvalConfig,
+    EvalReport,
+    evaluate,
+    held_out_retriever,
+)
 from completiond.training.model import ModelConfig
 from completiond.training.run import train_repository
 from completiond.training.train import TrainConfig
@@ -186,7 +216,156 @@ def editor_row(corpus: str, system: str, threshold: float, report: EvalReport) -
     return out
 
 
-SYSTEMS = ("product", "model alone", "lstm-128", "ngram")
+@dataclass
+class System:
+    """One row's system: `measure` evaluates it under an EvalConfig."""
+
+    name: str
+    measure: Callable[[EvalConfig], EvalReport]
+    note: str
+
+
+DEFAULT_SYSTEMS = ("product", "retrieval alone", "model alone", "ref-ngram", "ref-lstm")
+BASE_SYSTEMS = ("product+base", "model alone+base")  # with --base-cache
+SYSTEMS = (*DEFAULT_SYSTEMS, "ngram", "lstm-128", *BASE_SYSTEMS)
+
+
+@contextmanager
+def cache_home(path: Path) -> Iterator[None]:
+    """XDG_CACHE_HOME is `path` meanwhile, restored after: training reads it (bases_dir()) at
+    each run, so the base a run starts from, if any, is the one under `path`."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(path)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["XDG_CACHE_HOME"]
+        else:
+            os.environ["XDG_CACHE_HOME"] = before
+
+
+def in_process(complete: CompleteFn, repo: Path, files: list[str], label: str) -> Callable:
+    return lambda config: evaluate(complete, repo, files, config, system=label)
+
+
+def served_systems(
+    suffix: str, store: ModelStore, repo: Path, corpus: Corpus, args: argparse.Namespace, how: str
+) -> list[System]:
+    """The product (once per --start-below x --typed-through), retrieval alone and the model
+    alone, as asked in --systems, served from `store`; `suffix` ends their names ("+base")."""
+    systems: list[System] = []
+    meta = store.current().meta
+    files = corpus.val_files
+    # The index without the held-out files; the confidence weights the training run fitted
+    # on training files only.
+    fitted = calibrated(store, RetrievalConfig())
+    index = held_out_retriever(repo, corpus.train_files, fitted).index
+    model = f"1x{meta['model']['hidden_size']}, {meta['val_bpc']:.3f} bits/char, {how}"
+    if f"product{suffix}" in args.systems:
+        for below, typed_through in itertools.product(args.start_below, args.typed_through):
+            kept = typed_through == "keep"  # serve --keep-typed-through
+            typed = {"declined_below": 0.0} if kept else {}
+            product = ModelSlot(store, decoder_config=DecoderConfig(start_below=below, **typed))
+            product.load_current().decoder.retriever = Retriever(index, fitted)
+            label = f"product{suffix}"
+            if len(args.start_below) > 1:
+                label += f", start<{below:g}"
+            if len(args.typed_through) > 1:
+                label += f", typed through: {typed_through}"
+            note = (
+                f"{label} ({model}): retrieval (index of the training files + the file), the "
+                "model (beam 4) when nothing is found, its confident start when nothing found is "
+                f"{below:g} sure; a suggestion typed through: {typed_through}"
+            )
+            complete = product.get().decoder.complete
+            systems.append(System(label, in_process(complete, repo, files, label), note))
+    if f"retrieval alone{suffix}" in args.systems:
+        alone = ModelSlot(store, decoder_config=DecoderConfig(run_model=False)).load_current()
+        alone.decoder.retriever = Retriever(index, fitted)
+        label = f"retrieval alone{suffix}"
+        note = (
+            f"{label}: the product as served (same index, same fitted confidences) with "
+            "DecoderConfig(run_model=False): the model never runs"
+        )
+        systems.append(System(label, in_process(alone.decoder.complete, repo, files, label), note))
+    if f"model alone{suffix}" in args.systems:
+        alone = ModelSlot(store, retrieval_config=RetrievalConfig(enabled=False)).load_current()
+        label = f"model alone{suffix}"
+        note = f"{label}: the product's model ({model}), no retrieval"
+        systems.append(System(label, in_process(alone.decoder.complete, repo, files, label), note))
+    return systems
+
+
+def train_budget(args: argparse.Namespace) -> TrainConfig:
+    # With a step count, one validation at the end: the same weights whatever the timing.
+    steps = {"max_steps": args.max_steps, "eval_interval_s": 1e9} if args.max_steps else {}
+    return TrainConfig(minutes=args.minutes, threads=args.threads, **steps)
+
+
+def base_leaks(repo: Path, corpus: Corpus, manifest: set[str]) -> tuple[int, int]:
+    """(training files, held-out files) whose content is in a base's manifest, hashed as the
+    manifest hashes (the text as the corpus reads it)."""
+
+    def count(files: list[str]) -> int:
+        return sum(text_hash(text) in manifest for text in read_texts(repo, files).values())
+
+    return count(corpus.train_files), count(corpus.val_files)
+
+
+def base_systems(
+    name: str, repo: Path, corpus: Corpus, scratch: Path, args: argparse.Namespace
+) -> tuple[list[System], list[str]]:
+    """The product and its model alone trained from the base in the scratch copy of
+    --base-cache (same budget), after the leak check; the notes say what was checked."""
+    cache = scratch / "base-cache"
+    language = language_of([*corpus.train_files, *corpus.val_files]) or "?"
+    directory = cache / "completiond" / "bases" / language
+    meta = read_base_meta(directory)
+    if meta is None:
+        return [], [f"  +base: no complete {language} base in {args.base_cache}: no +base rows"]
+    manifest = set(json.loads((directory / BASE_MANIFEST).read_text())["files"].values())
+    in_train, in_held_out = base_leaks(repo, corpus, manifest)
+    notes = [
+        f"  +base: the {language} base of {args.base_cache} ({len(manifest):,} files, held-out "
+        f"{meta['val_bpc']:.3f} bits/char), manifest sha256 {meta['manifest_sha256']}; files "
+        f"whose content is in it: training {in_train}/{len(corpus.train_files)}, held-out "
+        f"{in_held_out}/{len(corpus.val_files)}"
+    ]
+    if in_held_out:
+        return [], [*notes, "  +base rows left out: held-out files are in the base"]
+    start = time.monotonic()
+    store = ModelStore(scratch / f"{name}-product-base")
+    with cache_home(cache):
+        bundle = train_repository(repo, store, ModelConfig(), train_budget(args)).bundle
+    if bundle.meta.get("base") is None:
+        return [], [*notes, "  +base rows left out: the base did not apply (another model shape)"]
+    how = f"from the base, {time.monotonic() - start:.0f} s"
+    return served_systems("+base", store, repo, corpus, args, how), notes
+
+
+def peer_systems(
+    name: str, repo: Path, corpus: Corpus, scratch: Path, args: argparse.Namespace
+) -> list[System]:
+    """The reference peers asked for, each trained through its protocol for --minutes."""
+    threads = args.threads or max(1, (os.cpu_count() or 2) - 1)  # as the product trains
+    systems = []
+    for label, script in PEERS.items():
+        if label not in args.systems:
+            continue
+        peer = Peer(label, args.peers / script, scratch / f"{name}-{label}", threads)
+        start = time.monotonic()
+        logged = peer.train(repo, corpus.train_files, args.minutes)
+        note = (
+            f"{label} ({args.peers / script}, BENCH_THREADS={threads}): trained in "
+            f"{time.monotonic() - start:.0f} s; it said: {logged}"
+        )
+
+        def measure(config: EvalConfig, peer: Peer = peer, label: str = label) -> EvalReport:
+            return evaluate_peer(peer, repo, corpus.val_files, config, label)
+
+        systems.append(System(label, measure, note))
+    return systems
 
 
 def run_corpus(
@@ -209,88 +388,64 @@ def run_corpus(
         seed=args.seed,
         accept_rate=args.accept_rate,
     )
-    systems: list[tuple[str, Callable, str]] = []
+    systems: list[System] = []
+    files = corpus.val_files
+    # An empty cache: a base in the user's own ~/.cache never silently takes part.
+    empty = scratch / "cache-empty"
+    empty.mkdir(exist_ok=True)
 
-    start = time.monotonic()
-    store = ModelStore(scratch / f"{name}-product")
-    if {"product", "model alone"} & args.systems:
-        # With a step count, one validation at the end: the same weights whatever the timing.
-        steps = {"max_steps": args.max_steps, "eval_interval_s": 1e9} if args.max_steps else {}
-        budget = TrainConfig(minutes=args.minutes, threads=args.threads, **steps)
-        bundle = train_repository(repo, store, ModelConfig(), budget).bundle
-    if "product" in args.systems:
-        # The index without the held-out files; the confidence weights the training run fitted
-        # on training files only.
-        fitted = calibrated(store, RetrievalConfig())
-        index = held_out_retriever(repo, corpus.train_files, fitted).index
-        variants = [(b, t) for b in args.start_below for t in args.typed_through]
-        for below, typed_through in variants:
-            kept = typed_through == "keep"  # serve --keep-typed-through
-            typed = {"declined_below": 0.0} if kept else {}
-            product = ModelSlot(store, decoder_config=DecoderConfig(start_below=below, **typed))
-            product.load_current().decoder.retriever = Retriever(index, fitted)
-            label = "product"
-            if len(args.start_below) > 1:
-                label += f", start<{below:g}"
-            if len(args.typed_through) > 1:
-                label += f", typed through: {typed_through}"
-            systems.append(
-                (
-                    label,
-                    product.get().decoder.complete,
-                    f"{label} 1x{bundle.meta['model']['hidden_size']}: retrieval (index of the "
-                    "training files + the file), the model (beam 4) when nothing is found, its "
-                    f"confident start when nothing found is {below:g} sure; a suggestion typed "
-                    f"through: {typed_through}; "
-                    f"{bundle.meta['val_bpc']:.3f} bits/char, {time.monotonic() - start:.0f} s",
-                )
-            )
-    if "model alone" in args.systems:
-        alone = ModelSlot(store, retrieval_config=RetrievalConfig(enabled=False)).load_current()
-        notes_alone = "model alone: the product's model, no retrieval"
-        systems.append(("model alone", alone.decoder.complete, notes_alone))
+    if {"product", "retrieval alone", "model alone"} & args.systems:
+        start = time.monotonic()
+        store = ModelStore(scratch / f"{name}-product")
+        with cache_home(empty):
+            train_repository(repo, store, ModelConfig(), train_budget(args))
+        how = f"from scratch, {time.monotonic() - start:.0f} s"
+        systems += served_systems("", store, repo, corpus, args, how)
+    if set(BASE_SYSTEMS) & args.systems:
+        found, base_notes = base_systems(name, repo, corpus, scratch, args)
+        systems += found
+        notes += base_notes
 
-    start = time.monotonic()
+    systems += peer_systems(name, repo, corpus, scratch, args)
+
     if "lstm-128" in args.systems:
-        toy = train_toy_lstm(repo, scratch / f"{name}-toy", args.minutes)
+        start = time.monotonic()
+        with cache_home(empty):
+            toy = train_toy_lstm(repo, scratch / f"{name}-toy", args.minutes)
+        note = (
+            f"lstm-128 (1x128, 60-char windows, greedy): {toy.bundle.meta['val_bpc']:.3f} "
+            f"bits/char, {time.monotonic() - start:.0f} s"
+        )
         systems.append(
-            (
-                "lstm-128",
-                toy.decoder.complete,
-                f"lstm-128 (1x128, 60-char windows, greedy): {toy.bundle.meta['val_bpc']:.3f} "
-                f"bits/char, {time.monotonic() - start:.0f} s",
-            )
+            System("lstm-128", in_process(toy.decoder.complete, repo, files, "lstm-128"), note)
         )
 
-    start = time.monotonic()
     if "ngram" in args.systems:
+        start = time.monotonic()
         ngram = NgramCompleter.fit(read_texts(repo, corpus.train_files).values())
-        systems.append(
-            (
-                "ngram",
-                ngram.complete,
-                f"ngram (token {ngram.config.order}-gram, Kneser-Ney + file cache "
-                f"{ngram.config.cache_weight:g}, beam {ngram.config.beam_width}): "
-                f"{len(ngram.vocab):,} token types, fitted in {time.monotonic() - start:.1f} s",
-            )
+        note = (
+            f"ngram (token {ngram.config.order}-gram, Kneser-Ney + file cache "
+            f"{ngram.config.cache_weight:g}, beam {ngram.config.beam_width}): "
+            f"{len(ngram.vocab):,} token types, fitted in {time.monotonic() - start:.1f} s"
         )
+        systems.append(System("ngram", in_process(ngram.complete, repo, files, "ngram"), note))
 
     rows: list[str] = []
     editor_rows: list[str] = []
-    for system, complete, note in systems:
+    for system in systems:
         start = time.monotonic()
-        report = evaluate(complete, repo, corpus.val_files, config, system=f"{system} on {name}")
-        notes.append(f"  {note}; evaluated in {time.monotonic() - start:.0f} s")
-        print(notes[-1], file=sys.stderr, flush=True)
-        rows += row(name, system, report)
-        if system.startswith("product") and args.report:
-            path = report.write(args.report / name / system.replace(" ", "").replace(",", "-"))
-            notes.append(f"  product report: {path}")
-        if system.startswith("product"):
+        report = system.measure(config)
+        notes.append(f"  {system.note}; evaluated in {time.monotonic() - start:.0f} s")
+        notes += [f"    {n}" for n in report.notes]
+        print("\n".join(notes[-1 - len(report.notes) :]), file=sys.stderr, flush=True)
+        rows += row(name, system.name, report)
+        if system.name.startswith("product") and args.report:
+            directory = system.name.replace(" ", "").replace(",", "-")
+            notes.append(f"  product report: {report.write(args.report / name / directory)}")
+        if system.name.startswith("product"):
             for threshold in args.editor_threshold:
-                shown = replace(config, min_confidence=threshold)
-                report = evaluate(complete, repo, corpus.val_files, shown, system=system)
-                editor_rows += editor_row(name, system, threshold, report)
+                shown = system.measure(replace(config, min_confidence=threshold))
+                editor_rows += editor_row(name, system.name, threshold, shown)
     return rows, notes, editor_rows
 
 
@@ -348,13 +503,44 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument(
-        "--systems", default=",".join(SYSTEMS), help=f"comma-separated, from {','.join(SYSTEMS)}"
+        "--systems",
+        help=f"comma-separated, from {','.join(SYSTEMS)} (default: {','.join(DEFAULT_SYSTEMS)}, "
+        f"and {','.join(BASE_SYSTEMS)} with --base-cache)",
+    )
+    parser.add_argument(
+        "--peers",
+        type=Path,
+        default=default_peers_dir(),
+        help="the reference peers' directory (its README.md gives their protocol; default: "
+        "../shared/reference-peers from the repository root)",
+    )
+    parser.add_argument(
+        "--base-cache",
+        type=Path,
+        metavar="DIR",
+        help="a cache holding bases (DIR/completiond/bases/<language>/, as bench/base_curve.py "
+        "keeps them): the product and its model alone again, trained from the corpus "
+        "language's base (rows `product+base`, `model alone+base`)",
     )
     args = parser.parse_args()
     names = corpus_names(parser, args.corpora)
-    args.systems = set(args.systems.split(","))
+    args.systems = set(
+        args.systems.split(",")
+        if args.systems
+        else [*DEFAULT_SYSTEMS, *(BASE_SYSTEMS if args.base_cache else ())]
+    )
     if args.systems - set(SYSTEMS):
         parser.error(f"--systems: unknown {', '.join(sorted(args.systems - set(SYSTEMS)))}")
+    if set(BASE_SYSTEMS) & args.systems and not args.base_cache:
+        parser.error(f"--systems: {', '.join(BASE_SYSTEMS)} need --base-cache")
+    if args.base_cache and not (args.base_cache / "completiond" / "bases").is_dir():
+        parser.error(f"--base-cache: no {args.base_cache / 'completiond' / 'bases'} directory")
+    missing = missing_peers(args.peers, args.systems)
+    if missing:
+        parser.error(
+            f"--peers: {args.peers} lacks {', '.join(missing)} (the reference peers, needed by "
+            f"{', '.join(sorted(set(PEERS) & args.systems))}; leave them out with --systems)"
+        )
 
     scratch = Path(tempfile.mkdtemp(prefix="completiond-quality-"))
     rows: list[str] = []
@@ -363,6 +549,8 @@ def main() -> None:
     try:
         # Fetched first: a registry that cannot be reached stops the run before any training.
         repos = {name: CORPORA[name][1](scratch / name) for name in names}
+        if args.base_cache and set(BASE_SYSTEMS) & args.systems:
+            shutil.copytree(args.base_cache, scratch / "base-cache")  # training never writes DIR
         for name, repo in repos.items():
             r, n, e = run_corpus(name, repo, scratch, args)
             rows += r
@@ -378,7 +566,10 @@ def main() -> None:
         f"{args.queries} lines per corpus (seed {args.seed}); cursor `typed` = indentation + 10 "
         "characters, `random` = uniform in the line; best candidate only. Keystrokes saved: "
         f"{args.replay_lines} lines replayed from their indentation (one number per system, the "
-        "same in both rows). p50: one request reading the prefix cold, in-process.\n"
+        "same in both rows). p50: one request reading the prefix cold, in-process; for the "
+        "ref-* peers, the peer's own time per query (its P.jsonl `ms`, model loading "
+        "excluded). The product and its model alone train with an empty XDG_CACHE_HOME (no "
+        "base), the +base rows with a copy of --base-cache; the peers get the same minutes.\n"
     )
     print("\n".join(notes) + "\n")
     print(

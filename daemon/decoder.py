@@ -11,7 +11,9 @@ probability x (length - 1) (the keystrokes accepting it is expected to save: acc
 is largest. A character model is reliably right about the end of a word or the next few symbols
 where no whole line is, and that start leads when it is expected to save more than the best
 line. With a temperature, `n` lines are sampled from the model in one batch instead (no
-retrieval: sampling is asked for variety).
+retrieval: sampling is asked for variety). With `run_model` off the model is never consulted
+(no prefix read, no beam, no start, no sample): retrieval's candidates are the answer, which is
+how bench/quality.py measures what the model adds.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ class DecoderConfig:
     # accepted) see docs/completion.md.
     declined_below: float = DECLINED_BELOW
     declined_documents: int = 256  # documents whose typed-through suggestions are remembered
+    # False: retrieval alone answers, whatever the gates above say and at any temperature (the
+    # `retrieval alone` row of bench/quality.py: what the product is without its model).
+    run_model: bool = True
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,7 @@ class Decoder:
         return candidates
 
     def _complete(self, query: Query, declined: frozenset[str]) -> list[Candidate]:
-        sampling = query.temperature > 0
+        sampling = query.temperature > 0 and self.config.run_model
         retrieved: list[tuple[str, float]] = []
         if self.retriever is not None and not sampling:
             found = self.retriever.candidates(query.prefix, query.suffix, query.min_confidence)
@@ -161,6 +166,8 @@ class Decoder:
                 found = list(kept.items())
             retrieved = found
         _check(query)  # a request given up during the lookup gets no answer
+        if not self.config.run_model:
+            return postprocess([], query, retrieved, declined=declined)
         retrieving = self.retriever is not None
         copied = retrieving and copies_suffice(retrieved, query.n, self.config.model_below)
         start_below = (

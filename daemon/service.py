@@ -210,7 +210,10 @@ class CompletionServicer(pb_grpc.CompletionServiceServicer):
         check_keys(request, self.limits)
         if len(request.text) > self.limits.max_prefix_chars:
             raise InvalidRequest(f"text has more than {self.limits.max_prefix_chars:,} characters")
-        states = self.slot.get().decoder.states
+        decoder = self.slot.get().decoder
+        if not decoder.config.run_model:  # retrieval alone: no state would ever be read
+            return pb.WarmResponse(chars_read=0)
+        states = decoder.states
         # Interleaves with decodes per span; stops when the client gives up.
         states.warm(request.text, document_key(request), cancellation(context))
         return pb.WarmResponse(chars_read=min(len(request.text), states.config.warm_chars))

@@ -61,6 +61,9 @@ LENGTH_EDGES = (0, 20, 40, 60, 80, 120)  # length of the line's non-indent part
 LEFT_EDGES = (1, 5, 10, 20, 40, 80)  # characters left to predict
 
 CompleteFn = Callable[[Query], list[Candidate]]
+# Seconds, read before and after each request: its latency. A system that answers from elsewhere
+# (bench/peers.py: a peer's batch, timed by the peer) passes a clock that its own times advance.
+Clock = Callable[[], float]
 
 
 @dataclass
@@ -288,7 +291,14 @@ def _best(candidates: list[Candidate], min_confidence: float) -> Candidate | Non
     return None
 
 
-def _ask(complete: CompleteFn, config: EvalConfig, prefix: str, suffix: str, document: str = ""):
+def _ask(
+    complete: CompleteFn,
+    config: EvalConfig,
+    prefix: str,
+    suffix: str,
+    document: str = "",
+    clock: Clock = time.perf_counter,
+):
     query = Query(
         prefix=prefix,
         suffix=suffix,
@@ -297,16 +307,21 @@ def _ask(complete: CompleteFn, config: EvalConfig, prefix: str, suffix: str, doc
         min_confidence=config.min_confidence,
         document=document,
     )
-    start = time.perf_counter()
+    start = clock()
     candidates = complete(query)
-    elapsed = time.perf_counter() - start
+    elapsed = clock() - start
     return _best(candidates, config.min_confidence), elapsed
 
 
-def run_queries(complete: CompleteFn, queries: Sequence[EvalQuery], config: EvalConfig):
+def run_queries(
+    complete: CompleteFn,
+    queries: Sequence[EvalQuery],
+    config: EvalConfig,
+    clock: Clock = time.perf_counter,
+):
     results = []
     for q in queries:
-        best, elapsed = _ask(complete, config, q.prefix, q.suffix)
+        best, elapsed = _ask(complete, config, q.prefix, q.suffix, clock=clock)
         prediction = best.text if best else ""
         typed = q.prefix[q.prefix.rfind("\n") + 1 :].lstrip()
         results.append(
@@ -337,7 +352,11 @@ def _accepts(config: EvalConfig, line: Line, pos: int) -> bool:
 
 
 def keystrokes_saved(
-    complete: CompleteFn, texts: dict[str, str], lines: Sequence[Line], config: EvalConfig
+    complete: CompleteFn,
+    texts: dict[str, str],
+    lines: Sequence[Line],
+    config: EvalConfig,
+    clock: Clock = time.perf_counter,
 ) -> KeystrokeResult:
     """Replay each line from its indentation: at every position ask for a completion; accept it
     (one keystroke) when it is a non-empty prefix of what is left (with probability
@@ -355,7 +374,7 @@ def keystrokes_saved(
         document = f"eval:{line.file}:{line.number}"
         pos = 0
         while pos < len(body):
-            best, elapsed = _ask(complete, config, head + body[:pos], suffix, document)
+            best, elapsed = _ask(complete, config, head + body[:pos], suffix, document, clock)
             out.latencies_s.append(elapsed)
             out.keystrokes += 1
             right = best is not None and body.startswith(best.text, pos)
@@ -702,8 +721,10 @@ def evaluate(
     files: list[str],
     config: EvalConfig | None = None,
     system: str = "model",
+    clock: Clock = time.perf_counter,
 ) -> EvalReport:
-    """Measure `decoder_complete` on real lines of `files` (paths relative to `repo`)."""
+    """Measure `decoder_complete` on real lines of `files` (paths relative to `repo`), each
+    request's latency read on `clock`."""
     config = config or EvalConfig()
     config.validate()
     texts = read_texts(repo, files)
@@ -716,12 +737,15 @@ def evaluate(
     sampled = sample_lines(lines, config.queries, config.seed)
     modes = {
         mode: ModeResult(
-            mode, run_queries(decoder_complete, build_queries(texts, sampled, mode, config), config)
+            mode,
+            run_queries(
+                decoder_complete, build_queries(texts, sampled, mode, config), config, clock
+            ),
         )
         for mode in config.modes
     }
     keystrokes = (
-        keystrokes_saved(decoder_complete, texts, sampled[: config.replay_lines], config)
+        keystrokes_saved(decoder_complete, texts, sampled[: config.replay_lines], config, clock)
         if config.replay_lines
         else None
     )

@@ -219,3 +219,22 @@ def test_a_cancelled_request_stops_decoding() -> None:
     cancelled.set()
     with pytest.raises(Cancelled):
         decoder(CHAIN).complete(Query(prefix="a", cancelled=cancelled))
+
+
+def test_retrieval_alone_never_runs_the_model() -> None:
+    # An unsure copied line: served as usual, the model runs for lines and for its start.
+    unsure = Retriever(None, RetrievalConfig(weights=(-8.0, *[0.0] * (len(DEFAULT_WEIGHTS) - 1))))
+    document = "x = self.alpha(1)\n"
+    served = decoder(SELF, start_below=1.0, retriever=unsure)
+    assert [c.text for c in served.complete(Query(prefix=document + "x"))] == ["self"]
+    assert served.engine.calls > 0
+    alone = decoder(SELF, start_below=1.0, retriever=unsure)
+    alone.config.run_model = False
+    got = alone.complete(Query(prefix=document + "x", n=2))
+    assert [c.text for c in got] == [" = self.alpha(1)"]
+    # Nothing found, a client's threshold, a temperature: still no model.
+    assert alone.complete(Query(prefix="q")) == []
+    assert alone.complete(Query(prefix=document + "x", min_confidence=0.6)) == []
+    sampled = alone.complete(Query(prefix=document + "x", temperature=1.0, seed=1))
+    assert [c.text for c in sampled] == [" = self.alpha(1)"]
+    assert alone.engine.calls == 0

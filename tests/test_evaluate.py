@@ -32,9 +32,9 @@ from completiond.evaluation.evaluate import (
 )
 
 
-def _load_baselines():
-    path = Path(__file__).resolve().parents[1] / "bench" / "baselines.py"
-    spec = importlib.util.spec_from_file_location("completiond_bench_baselines", path)
+def _load_bench(name: str):
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"completiond_bench_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
@@ -42,7 +42,8 @@ def _load_baselines():
     return module
 
 
-baselines = _load_baselines()
+baselines = _load_bench("baselines")
+peers = _load_bench("peers")
 
 TEXT = "def f(x):\n    return x + 1\n\n    short\n  total = compute(a, b)  \n"
 
@@ -284,6 +285,42 @@ def test_evaluate_with_an_oracle_is_perfect_and_silence_answers_nothing(tmp_path
     markdown = report.to_markdown()
     assert "## Summary" in markdown and "| typed | 7 | 100.0% |" in markdown
     assert "Keystrokes saved" in markdown
+
+
+# A peer following the reference peers' protocol that knows the files: it checks each query's
+# fields as the protocol defines them and answers the rest of the line, in 7 ms by its own count.
+ORACLE_PEER = """
+import json, sys
+args = dict(zip(sys.argv[2::2], sys.argv[3::2]))
+if sys.argv[1] == "train":
+    open(args["--workdir"], "w").write(open(args["--train-list"]).read())
+    sys.exit(0)
+with open(args["--out"], "w") as out:
+    for line in open(args["--queries"]):
+        q = json.loads(line)
+        text = open(q["path"]).read()
+        assert text.startswith(q["prefix"]) and text.endswith(q["suffix"]), q["id"]
+        rest = text[len(q["prefix"]) : len(text) - len(q["suffix"])]
+        assert "\\n" not in rest and q["suffix"].startswith("\\n")
+        out.write(json.dumps({"id": q["id"], "completion": rest.rstrip() + "\\nnext", "ms": 7}))
+        out.write("\\n")
+"""
+
+
+def test_a_peer_runs_through_evaluate_in_batches_with_its_own_latency(tmp_path: Path) -> None:
+    repo, texts = _repo(tmp_path / "repo")
+    script = tmp_path / "oracle_peer.py"
+    script.write_text(ORACLE_PEER)
+    peer = peers.Peer("oracle", script, tmp_path / "work", threads=1)
+    peer.train(repo, ["pkg/b.py"], 0.1)
+    assert (tmp_path / "work" / "model").read_text() == f"{(repo / 'pkg/b.py').resolve()}\n"
+    config = EvalConfig(queries=50, typed_chars=4, replay_lines=3)
+    report = peers.evaluate_peer(peer, repo, sorted(texts), config, "oracle")
+    for mode in report.modes.values():
+        assert mode.exact_match == mode.answer_rate == 1.0  # what follows the newline is dropped
+        assert mode.latency_p50_ms == pytest.approx(7.0)
+    assert report.keystrokes is not None and report.keystrokes.keystrokes == 3
+    assert report.notes and "in 1 batches" in report.notes[0]  # the replay asked nothing new
 
 
 # --- the n-gram baseline --------------------------------------------------------------------
