@@ -85,8 +85,30 @@ def _add_serve(sub: Commands) -> None:
     add_device_option(p, "device of the training runs")
     add_retrieval_options(p)
     _add_watch_options(p)
+    _add_idle_base_options(p)
     _add_lifetime_options(p)
     p.set_defaults(run=cmd_serve)
+
+
+def _add_idle_base_options(p: argparse.ArgumentParser) -> None:
+    """The base model the daemon builds while nobody types (daemon/idle_base.py)."""
+    p.add_argument(
+        "--pretrain-when-idle",
+        action="store_true",
+        help="build the base model of the repository's language (as `pretrain` does) in the "
+        "background after 2 min without completion requests, paused while they come and while "
+        "the daemon trains, then train the model from it; costs one core for up to an hour "
+        "(default: off)",
+    )
+    p.add_argument(
+        "--pretrain-from",
+        dest="pretrain_sources",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="with --pretrain-when-idle: learn from DIR (repeatable) instead of the code "
+        "installed on this machine (pretrain's --from)",
+    )
 
 
 def _add_lifetime_options(p: argparse.ArgumentParser) -> None:
@@ -191,7 +213,12 @@ def _add_train(sub: Commands) -> None:
         help="training processes on this machine (torch.distributed DDP; default: 1)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--full", action="store_true", help="train from scratch instead of fine-tuning")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="do not fine-tune the current model: start from the base of the repository's "
+        "language (`pretrain`), or from scratch without one",
+    )
     p.set_defaults(run=cmd_train)
 
 
@@ -227,6 +254,12 @@ def _add_pretrain(sub: Commands) -> None:
     )
     add_device_option(p, "train on the CPU or a CUDA GPU")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--json-progress",
+        action="store_true",
+        help="report progress as JSON lines on standard output instead of a bar (how "
+        "`serve --pretrain-when-idle` follows its build)",
+    )
     p.set_defaults(run=cmd_pretrain)
 
 
@@ -268,7 +301,12 @@ def _add_retrain(sub: Commands) -> None:
     p.add_argument(
         "--minutes", type=float, default=0.0, help="training budget (default: the daemon's)"
     )
-    p.add_argument("--full", action="store_true", help="train from scratch instead of fine-tuning")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="do not fine-tune the current model: start from the base of the repository's "
+        "language (`pretrain`), or from scratch without one",
+    )
     add_connection_options(p)
     add_store_option(p)
     p.set_defaults(run=cmd_retrain)

@@ -88,6 +88,8 @@ def _daemon_rows(status: dict[str, Any]) -> list[Row]:
         ("training", f"{status['trainingState']}{_progress(status)}; last run: {last}"),
         ("requests", f"{status['requestsTotal']} ({status['requestsFailed']} failed)"),
     ]
+    if "baseBuild" in status:
+        rows.append(("base build", _base_build_line(status["baseBuild"])))
     rows += [("feedback", _feedback_line(entry)) for entry in status.get("feedback", [])]
     if status.get("executionProvider"):
         rows.append(("provider", status["executionProvider"]))
@@ -109,6 +111,30 @@ def _lifetime_line(status: dict[str, Any]) -> str:
         f"{who}; stops at {stops} unless a client calls before "
         f"(after {status['idleExitMinutes']:g} min without one)"
     )
+
+
+def _base_build_line(build: dict[str, Any]) -> str:
+    """The base the daemon builds when idle (`serve --pretrain-when-idle`)."""
+    state, message = build.get("state", ""), build.get("message", "")
+    percent = f"{100 * float(build.get('fraction', 0)):.0f}%"
+    base = f"the {build['language']} base" if build.get("language") else "the base"
+    failures = int(build.get("failures", 0))
+    failed = f" ({failures} failed builds)" if failures else ""
+    if state == "off":
+        return "off (`serve --pretrain-when-idle` builds the base of the repository's language)"
+    if state == "running":
+        eta = f", about {float(build.get('etaSeconds', 0)) / 60:.0f} min left"
+        return f"running: {base}, {percent}{eta}{failed}; paused by completion requests"
+    if state == "waiting":
+        done = f", {percent} built" if float(build.get("fraction", 0)) else ""
+        return f"waiting: {base}{done}{failed}; {message}"
+    if state == "failed":
+        return (
+            f"failed {failures} times, stopped trying: {message}"
+            if failures
+            else f"failed: {message}"
+        )
+    return f"{state}: {base}; {message}" if message else state
 
 
 def _progress(status: dict[str, Any]) -> str:

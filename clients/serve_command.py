@@ -20,10 +20,12 @@ if TYPE_CHECKING:
 def cmd_serve(args: argparse.Namespace) -> int:
     # The daemon loads onnxruntime and gRPC's server: only for this command.
     from completiond.daemon.daemon import Daemon, DaemonConfig
+    from completiond.daemon.idle_base import IdleBaseConfig
     from completiond.daemon.trainer import TrainerConfig
     from completiond.daemon.watcher import WatchConfig
 
     tls = _serve_tls(args)  # checked before a token file is written
+    _check_pretrain_sources(args)
     config = DaemonConfig(
         repo=repo_root(args.repo),
         store=args.store,
@@ -41,10 +43,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
             quiet_s=args.watch_quiet,
             min_interval_s=args.watch_interval,
         ),
+        idle_base=IdleBaseConfig(
+            enabled=args.pretrain_when_idle, sources=list(args.pretrain_sources or [])
+        ),
         idle_exit_minutes=_idle_exit(args.idle_exit),
         started_by=args.started_by,
     )
     return Daemon(config).serve_forever(sys.stderr)
+
+
+def _check_pretrain_sources(args: argparse.Namespace) -> None:
+    """--pretrain-from is checked at start, not an hour of quiet periods later."""
+    sources = args.pretrain_sources or []
+    if sources and not args.pretrain_when_idle:
+        raise InvalidRequest("--pretrain-from goes with --pretrain-when-idle")
+    missing = [str(d) for d in sources if not d.is_dir()]
+    if missing:
+        raise InvalidRequest(f"--pretrain-from: not a directory: {', '.join(missing)}")
 
 
 def _idle_exit(minutes: float | None) -> float | None:

@@ -12,7 +12,7 @@ from typing import Any
 from completiond.core.discovery import bases_dir, discover_roots, language_of
 from completiond.core.files import select_files
 from completiond.core.locations import default_store_dir, repo_root
-from completiond.core.progress import ProgressBar
+from completiond.core.progress import Progress, ProgressBar
 
 from .options import model_overrides
 
@@ -78,7 +78,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         return 1
     os.nice(PRETRAIN_NICENESS)
     os.umask(0o077)  # the base holds code the model can replay: this user's only
-    bar = ProgressBar(sys.stderr)
+    report = _json_line if args.json_progress else ProgressBar(sys.stderr).update
     result = pretrain(
         language,
         list(roots),
@@ -87,13 +87,18 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         ModelConfig(**model_overrides(args)),
         TrainConfig(minutes=args.minutes, threads=args.threads, seed=args.seed, device=args.device),
         args.checkpoint_minutes * 60,
-        bar.update,
+        report,
     )
     meta = result.meta
     print(
         f"{language} base: {meta['val_bpc']:.3f} bits/char on {meta['val_files']} held-out files, "
         f"{meta['train_files']} training files ({meta['chars']:,} chars), "
         f"{meta['seconds'] / 60:.1f} min{' (resumed)' if result.resumed else ''}, "
-        f"in {result.directory}"
+        f"in {result.directory}",
+        file=sys.stderr if args.json_progress else sys.stdout,  # stdout: JSON lines only
     )
     return 0
+
+
+def _json_line(progress: Progress) -> None:
+    print(progress.to_json(), flush=True)

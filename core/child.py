@@ -19,3 +19,10 @@ def training_command(*args: str) -> list[str]:
 def index_command(*args: str) -> list[str]:
     """The command line of an index-building child (`core/index.py`), isolated the same way."""
     return [sys.executable, "-I", "-m", "completiond.core.index", *args]
+
+
+def pretrain_command(*args: str) -> list[str]:
+    """The command line of `completiond pretrain` with these arguments (an idle daemon's base
+    build, `daemon/idle_base.py`), isolated the same way: it reads installed code and excludes
+    the repository's by content, never importing either."""
+    return [sys.executable, "-I", "-m", "completiond.clients.cli", "pretrain", *args]

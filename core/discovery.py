@@ -8,6 +8,7 @@ network and never the repository being served. Torch-free: `status` lists the ba
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -17,12 +18,15 @@ import subprocess
 import sysconfig
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .bundle import sha256_file
 from .corpus import masked_text
+from .durable import FILE_MODE, private_dir
+from .errors import TrainingBusy
 from .files import FileSelectionConfig, read_source, select_files
 
 # The languages a base is built for, by the extensions of their files. C and C++ share one
@@ -42,6 +46,39 @@ def bases_dir() -> Path:
     """`$XDG_CACHE_HOME/completiond/bases` (or ~/.cache): one directory per language."""
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "completiond" / "bases"
+
+
+def base_lock_path(directory: Path) -> Path:
+    """`bases/<language>.lock` beside the base's directory `bases/<language>`."""
+    return directory.with_name(directory.name + ".lock")
+
+
+@contextmanager
+def base_lock(directory: Path) -> Iterator[None]:
+    """Held by the one process building the base in `directory` (`completiond pretrain`, run
+    by hand or by an idle daemon): two builders would train the same checkpoint twice and write
+    over each other's. TrainingBusy when another process holds it; released when it exits."""
+    private_dir(directory.parent)
+    fd = os.open(base_lock_path(directory), os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise TrainingBusy(
+                f"another process is building the base in {directory}; wait for it to finish"
+            ) from exc
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def base_being_built(directory: Path) -> bool:
+    """Whether another process holds the base's lock now."""
+    try:
+        with base_lock(directory):
+            return False
+    except TrainingBusy:
+        return True
 
 
 def selection_for(language: str) -> FileSelectionConfig:

@@ -25,6 +25,7 @@ from .decoder import DecoderConfig
 from .engine import EngineConfig
 from .feedback import FeedbackCounts
 from .idle import IdleClock
+from .idle_base import BaseBuilder, IdleBaseConfig
 from .live_index import LiveIndex, LiveIndexConfig
 from .metrics import RequestMetrics
 from .model_slot import ModelSlot
@@ -56,6 +57,7 @@ class DaemonConfig:
     watch: WatchConfig = field(default_factory=WatchConfig)
     index: LiveIndexConfig = field(default_factory=LiveIndexConfig)
     limits: RequestLimits = field(default_factory=RequestLimits)
+    idle_base: IdleBaseConfig = field(default_factory=IdleBaseConfig)  # off unless asked for
     # Stop after this many minutes with no client call and no training run (None: never);
     # the editor bridge starts its daemons so, and says it did (started_by "lsp").
     idle_exit_minutes: float | None = None
@@ -89,7 +91,16 @@ class Daemon:
             self.repo, config.watch, self.retrain_if_changed, self.index.changed
         )
         self.idle = IdleClock(config.idle_exit_minutes)
-        self.metrics = RequestMetrics(self.idle.touch)
+        self.base_builder = BaseBuilder(
+            self.repo,
+            store_dir,
+            config.idle_base,
+            config.trainer.model,
+            config.trainer.train.get("device", "auto"),
+            lambda: self.runner.state == "training",
+            self._train_from_base,
+        )
+        self.metrics = RequestMetrics(self._on_request)
         self.feedback = FeedbackCounts(store_dir / "feedback.json")
         self.server = Server(
             config.server,
@@ -101,6 +112,7 @@ class Daemon:
                 self.watcher,
                 self.feedback,
                 self.idle,
+                self.base_builder,
                 config.started_by,
             ),
             self.metrics,
@@ -120,6 +132,19 @@ class Daemon:
     def _on_rejected(self) -> None:
         self.slot.reload_calibration()
         self._after_training()
+
+    def _on_request(self, method: str) -> None:
+        self.idle.touch()
+        self.base_builder.activity(method)
+
+    def _train_from_base(self) -> bool:
+        """The idle build finished the base: one full training run starts from it (see
+        training/run.py); False when a run is in progress already."""
+        try:
+            self.runner.start()
+        except TrainingBusy:
+            return False
+        return True
 
     def _after_training(self) -> None:
         if not self.config.watch.enabled:  # nothing told the index what changed meanwhile
@@ -170,6 +195,15 @@ class Daemon:
         self.index.start()
         if self.config.watch.enabled:
             self.watcher.start()
+        if self.config.idle_base.enabled:
+            print(
+                "completiond: building the base model of the repository's language when idle "
+                f"({self.config.idle_base.quiet_minutes:g} min without completion requests; "
+                f"log in {self.base_builder.log_path})",
+                file=out,
+                flush=True,
+            )
+            self.base_builder.start()
         print(f"completiond: serving {self.repo} on {self.server.address}", file=out, flush=True)
         if self.config.server.metrics_port is not None:
             port = self.metrics.serve(self.config.server.metrics_port)
@@ -207,6 +241,7 @@ class Daemon:
         if self.config.watch.enabled:
             self.watcher.stop()
         self.index.stop()
+        self.base_builder.stop()
         self.runner.stop()
         self.server.stop()
         self.metrics.stop()

@@ -39,8 +39,10 @@ class _StateCollector(Collector):
 
 
 class RequestMetrics:
-    def __init__(self, on_request: Callable[[], None] = lambda: None) -> None:
-        self.on_request = on_request  # told of every request (the idle clock)
+    def __init__(self, on_request: Callable[[str], None] = lambda _: None) -> None:
+        # Told the method of every request: the idle exit counts them all, the idle base
+        # build only completion requests.
+        self.on_request = on_request
         self.total = 0
         self.failed = 0
         self.port: int | None = None  # of the Prometheus endpoint, once serving
@@ -66,7 +68,7 @@ class RequestMetrics:
         with self._lock:
             self.total += 1
             self.failed += code != "OK"
-        self.on_request()
+        self.on_request(method)
         self._requests.labels(method, code).inc()
         self._latency.labels(method).observe(seconds)
 

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import grpc
 
@@ -28,6 +28,7 @@ from completiond.v1 import completion_pb2_grpc as pb_grpc
 from .decoder import Decoder, Query
 from .feedback import FeedbackCounts
 from .idle import IdleClock
+from .idle_base import BaseBuilder
 from .live_index import LiveIndex
 from .metrics import RequestMetrics
 from .model_slot import ModelSlot, ServedModel
@@ -297,11 +298,13 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
         watcher: RepoWatcher,
         feedback: FeedbackCounts,
         idle: IdleClock,
+        base_builder: BaseBuilder,
         started_by: str = "",
     ) -> None:
         self.slot = slot
         self.feedback = feedback
         self.idle = idle
+        self.base_builder = base_builder
         self.started_by = started_by
         self.runner = runner
         self.stats = stats
@@ -336,6 +339,7 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
             started_by=self.started_by,
             idle_exit_minutes=self.idle.minutes or 0.0,
             stops_unix=self.idle.stops_unix(),
+            base_build=pb.BaseBuild(**asdict(self.base_builder.state)),
         )
 
     def _training(self) -> pb.TrainingProgress | None:

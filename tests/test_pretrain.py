@@ -214,8 +214,43 @@ def test_without_a_fitting_base_a_repository_model_trains_as_before(
     assert alone.bundle.meta["base"] is None
     _pretrain([installed_code], None)
     other_shape = ModelConfig(**{**TINY_MODEL, "hidden_size": 24})
+    # A base of another shape does not apply.
+    prepared = prepare(repo, ModelStore(tmp_path / "b"), other_shape, config, None, lambda _: None)
+    assert prepared.base is None and prepared.weights is None
+
+
+def test_a_model_older_than_the_base_starts_over_from_it_once(
+    installed_code: Path, repo: Path, tmp_path: Path
+) -> None:
+    """A base built (or trained further) after the model: the next run starts from the base
+    instead of fine-tuning, once; `--full` always does."""
+    from completiond.training.model import ModelConfig
+    from completiond.training.run import prepare, train_repository
+    from completiond.training.train import TrainConfig
+
+    model = ModelConfig(**TINY_MODEL)
+    config = TrainConfig(**{**TINY_TRAIN, "max_steps": 20, "threads": 1})
+    store = ModelStore(tmp_path / "store")
+    first = train_repository(repo, store, model, config).bundle.version  # before any base
+
+    def start() -> tuple[str, dict | None]:
+        prepared = prepare(repo, store, model, config, None, lambda _: None)
+        return ("fine-tunes" if prepared.fine_tunes else prepared.how), prepared.base
+
+    assert start() == ("fine-tunes", None)
+    built = _pretrain([installed_code], None).meta
+    how, base = start()
+    assert how == f"starting from the python base (newer than model {first})"
+    assert base is not None and base["manifest_sha256"] == built["manifest_sha256"]
+    train_repository(repo, store, model, config)  # from the base: promoted or kept aside
+    store.set_current(first)  # either way the model from the base is not the one served
+    assert start() == ("fine-tunes", None)  # tried once: fine-tuning serves better
     full = TrainConfig(**{**TINY_TRAIN, "warm_start": False})
-    for model, train in ((other_shape, config), (ModelConfig(**TINY_MODEL), full)):
-        # A base of another shape does not apply; --full starts from nothing.
-        prepared = prepare(repo, ModelStore(tmp_path / "b"), model, train, None, lambda _: None)
-        assert prepared.base is None and prepared.weights is None
+    prepared = prepare(repo, store, model, full, None, lambda _: None)
+    assert prepared.base == base and not prepared.fine_tunes  # --full: from the base
+    # The base trained further is another one: started from once more.
+    longer = _pretrain([installed_code], None, max_steps=0, minutes=0.03).meta
+    assert longer["manifest_sha256"] == built["manifest_sha256"]
+    assert longer["steps"] != built["steps"]
+    how, base = start()
+    assert how.startswith("starting from the python base") and base["steps"] == longer["steps"]

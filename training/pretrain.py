@@ -7,6 +7,7 @@ weights and the time spent are saved, so a killed run resumes where its last seg
 segment restarts the learning-rate schedule: warm restarts). The base is written atomically into
 the user's cache, its metadata last, with a manifest of its files' content hashes. The last
 checkpoint stays beside it, so the same command with a larger budget continues a finished base.
+One process at a time builds a base: it holds `bases/<language>.lock` (core/discovery.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from completiond.core.discovery import (
     BASE_TOKENIZER,
     BASE_WEIGHTS,
     Gathered,
+    base_lock,
     gather,
     outermost,
     text_hash,
@@ -154,7 +156,24 @@ def pretrain(
     checkpoint_s: float = 300.0,
     on_progress: ProgressFn = lambda _: None,
 ) -> PretrainResult:
-    """Build (or resume building) the `language` base from `roots` into `directory`."""
+    """Build (or resume building) the `language` base from `roots` into `directory`;
+    TrainingBusy when another process is building it."""
+    with base_lock(directory):
+        return _build(
+            language, roots, directory, repo, model_config, train_config, checkpoint_s, on_progress
+        )
+
+
+def _build(
+    language: str,
+    roots: list[Path],
+    directory: Path,
+    repo: Path | None,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    checkpoint_s: float,
+    on_progress: ProgressFn,
+) -> PretrainResult:
     budget_s = train_config.minutes * 60
     roots = outermost(roots)
     on_progress(Progress("corpus", 0.0, budget_s, message=f"reading {len(roots)} directories"))

@@ -6,9 +6,11 @@ process. Anything that fails leaves the store's current bundle untouched.
 Retraining starts from the current model when it can (same architecture, its alphabet still
 covers the corpus): a short fine-tune then beats a full run. The new model is promoted (made
 current) only if it scores at least as well as the current one on the same held-out files;
-otherwise it is kept aside and the reason reported. Without a model to fine-tune, it starts
-from the base of the repository's language when `completiond pretrain` built one (pretrain.py):
-the base's alphabet, extended by the repository's own characters, and its weights.
+otherwise it is kept aside and the reason reported. Without a model to fine-tune (or with
+`--full`), it starts from the base of the repository's language when `completiond pretrain`
+built one (pretrain.py): the base's alphabet, extended by the repository's own characters, and
+its weights; a base newer than the current model (built or trained further since) is started
+from once instead of fine-tuning.
 
 The run is three steps, `prepare` -> `train` -> `publish`, so that a distributed run
 (distributed.py) can do the first and the last on rank 0 only.
@@ -35,6 +37,7 @@ from completiond.completion.calibration import (
 )
 from completiond.completion.retrieval import RetrievalConfig
 from completiond.core.bundle import (
+    META_FILE,
     MODEL_FILE,
     TOKENIZER_FILE,
     WEIGHTS_FILE,
@@ -158,29 +161,62 @@ def extend_weights(weights: dict[str, torch.Tensor], vocab_size: int) -> dict[st
     return out
 
 
-def _base_start(
-    wanted: ModelConfig, corpus: Corpus, train_config: TrainConfig
-) -> tuple[CharTokenizer, ModelConfig, dict[str, torch.Tensor], dict[str, Any]] | None:
-    """The base of the repository's language, its alphabet extended by the repository's
-    characters, when one was built with the architecture asked for."""
-    if not train_config.warm_start:
-        return None
+def _fitting_base(wanted: ModelConfig, corpus: Corpus) -> tuple[Path, dict[str, Any]] | None:
+    """The directory and metadata of the base of the repository's language, when one was built
+    with the architecture asked for."""
     language = language_of([*corpus.train_files, *corpus.val_files])
-    directory = bases_dir() / (language or "")
-    meta = read_base_meta(directory) if language else None
+    if language is None:
+        return None
+    directory = bases_dir() / language
+    meta = read_base_meta(directory)
     if meta is None:
         return None
     old = ModelConfig(**meta["model"])
     if asdict(old) != {**asdict(wanted), "vocab_size": old.vocab_size}:
         return None
+    return directory, meta
+
+
+def _descends(model_meta: dict[str, Any], base_meta: dict[str, Any]) -> bool:
+    """Whether a model started from this very base: the same files, trained as far (a base
+    continued with a larger budget is a better one)."""
+    origin = model_meta.get("base") or {}
+    return (origin.get("manifest_sha256"), origin.get("steps")) == (
+        base_meta["manifest_sha256"],
+        base_meta["steps"],
+    )
+
+
+def _start_over(base_meta: dict[str, Any], previous: Bundle | None, store: ModelStore) -> bool:
+    """Start from the base rather than fine-tune the current model: the model does not descend
+    from the base now on disk (it came before it) and no model of the store did (once per base:
+    one kept aside as not better, or rolled back from, says fine-tuning serves better)."""
+    if previous is None or _descends(previous.meta, base_meta):
+        return False
+    for version in store.versions():
+        try:
+            meta = json.loads((store.bundles_dir / version / META_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and _descends(meta, base_meta):
+            return False
+    return True
+
+
+def _base_start(
+    directory: Path, meta: dict[str, Any], corpus: Corpus
+) -> tuple[CharTokenizer, ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
+    """The base's weights and alphabet, extended by the repository's characters; what the
+    model's meta.json records of it."""
     base_tokenizer = CharTokenizer.from_json((directory / BASE_TOKENIZER).read_text())
     tokenizer = base_tokenizer.extended([corpus.train_text])
     with np.load(directory / BASE_WEIGHTS, allow_pickle=False) as arrays:
         weights = {name: torch.from_numpy(arrays[name]) for name in arrays.files}
-    config = ModelConfig(**{**asdict(old), "vocab_size": tokenizer.vocab_size})
+    config = ModelConfig(**{**meta["model"], "vocab_size": tokenizer.vocab_size})
     base = {
-        "language": language,
+        "language": meta["language"],
         "manifest_sha256": meta["manifest_sha256"],
+        "steps": meta["steps"],
         "val_bpc": meta["val_bpc"],
         "files": meta["train_files"] + meta["val_files"],
     }
@@ -201,14 +237,17 @@ def prepare(
     selection: FileSelectionConfig | None,
     on_progress: ProgressFn,
 ) -> Prepared:
-    """Read the corpus, choose between fine-tuning and training from scratch."""
+    """Read the corpus, choose the start: the current model (fine-tuning), the base of the
+    repository's language, or nothing."""
     budget_s = train_config.minutes * 60
     on_progress(Progress("corpus", 0.0, budget_s, message=f"reading {repo}"))
     corpus = build_corpus(repo, selection)
     previous = _previous(store)
     wanted = model_config or ModelConfig()
-    warm = _warm_start(previous, wanted, corpus, train_config)
-    base_start = None if warm is not None else _base_start(wanted, corpus, train_config)
+    fitting = _fitting_base(wanted, corpus)
+    over = fitting is not None and _start_over(fitting[1], previous, store)
+    warm = None if over else _warm_start(previous, wanted, corpus, train_config)
+    base_start = _base_start(*fitting, corpus) if fitting is not None and warm is None else None
     torch.manual_seed(train_config.seed)
     base = None
     if warm is not None:
@@ -218,6 +257,8 @@ def prepare(
     elif base_start is not None:
         tokenizer, config, weights, base = base_start
         how = f"starting from the {base['language']} base"
+        if over and previous is not None:
+            how += f" (newer than model {previous.version})"
     else:
         tokenizer = CharTokenizer.fit([corpus.train_text])
         config = ModelConfig(**{**asdict(wanted), "vocab_size": tokenizer.vocab_size})

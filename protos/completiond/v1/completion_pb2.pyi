@@ -136,7 +136,7 @@ class ModelInfo(_message.Message):
     def __init__(self, version: _Optional[str] = ..., created_unix: _Optional[float] = ..., val_bpc: _Optional[float] = ..., parameters: _Optional[int] = ..., vocab_size: _Optional[int] = ..., train_files: _Optional[int] = ..., val_files: _Optional[int] = ..., train_chars: _Optional[int] = ..., commit: _Optional[str] = ..., config_json: _Optional[str] = ..., bundle_dir: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("repo", "store", "model", "training_state", "last_training_result", "requests_total", "requests_failed", "uptime_seconds", "listen_address", "daemon_version", "execution_provider", "pid", "watching", "file_events", "versions", "feedback", "retrieval", "training", "started_by", "idle_exit_minutes", "stops_unix")
+    __slots__ = ("repo", "store", "model", "training_state", "last_training_result", "requests_total", "requests_failed", "uptime_seconds", "listen_address", "daemon_version", "execution_provider", "pid", "watching", "file_events", "versions", "feedback", "retrieval", "training", "started_by", "idle_exit_minutes", "stops_unix", "base_build")
     REPO_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -158,6 +158,7 @@ class StatusResponse(_message.Message):
     STARTED_BY_FIELD_NUMBER: _ClassVar[int]
     IDLE_EXIT_MINUTES_FIELD_NUMBER: _ClassVar[int]
     STOPS_UNIX_FIELD_NUMBER: _ClassVar[int]
+    BASE_BUILD_FIELD_NUMBER: _ClassVar[int]
     repo: str
     store: str
     model: ModelInfo
@@ -179,7 +180,24 @@ class StatusResponse(_message.Message):
     started_by: str
     idle_exit_minutes: float
     stops_unix: float
-    def __init__(self, repo: _Optional[str] = ..., store: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., training_state: _Optional[str] = ..., last_training_result: _Optional[str] = ..., requests_total: _Optional[int] = ..., requests_failed: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., listen_address: _Optional[str] = ..., daemon_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., pid: _Optional[int] = ..., watching: _Optional[bool] = ..., file_events: _Optional[int] = ..., versions: _Optional[_Iterable[str]] = ..., feedback: _Optional[_Iterable[_Union[ClientFeedback, _Mapping]]] = ..., retrieval: _Optional[_Union[RetrievalInfo, _Mapping]] = ..., training: _Optional[_Union[TrainingProgress, _Mapping]] = ..., started_by: _Optional[str] = ..., idle_exit_minutes: _Optional[float] = ..., stops_unix: _Optional[float] = ...) -> None: ...
+    base_build: BaseBuild
+    def __init__(self, repo: _Optional[str] = ..., store: _Optional[str] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., training_state: _Optional[str] = ..., last_training_result: _Optional[str] = ..., requests_total: _Optional[int] = ..., requests_failed: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., listen_address: _Optional[str] = ..., daemon_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., pid: _Optional[int] = ..., watching: _Optional[bool] = ..., file_events: _Optional[int] = ..., versions: _Optional[_Iterable[str]] = ..., feedback: _Optional[_Iterable[_Union[ClientFeedback, _Mapping]]] = ..., retrieval: _Optional[_Union[RetrievalInfo, _Mapping]] = ..., training: _Optional[_Union[TrainingProgress, _Mapping]] = ..., started_by: _Optional[str] = ..., idle_exit_minutes: _Optional[float] = ..., stops_unix: _Optional[float] = ..., base_build: _Optional[_Union[BaseBuild, _Mapping]] = ...) -> None: ...
+
+class BaseBuild(_message.Message):
+    __slots__ = ("state", "language", "fraction", "eta_seconds", "failures", "message")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    language: str
+    fraction: float
+    eta_seconds: float
+    failures: int
+    message: str
+    def __init__(self, state: _Optional[str] = ..., language: _Optional[str] = ..., fraction: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., failures: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class RetrievalInfo(_message.Message):
     __slots__ = ("enabled", "indexed_chars", "indexed_places", "model_below", "calibrated", "start_below", "declined_below", "index_updated_unix", "index_pending_files", "index_updated_files", "index_rebuilds", "index_rebuilding", "index_error")
