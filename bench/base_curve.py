@@ -12,6 +12,7 @@ did not write and that no corpus of bench/quality.py holds:
 
     .venv/bin/python bench/base_curve.py --language python --marks 10 30 60 --keep bench/out/bases
     .venv/bin/python bench/base_curve.py --language c --marks 0.2 --keep /tmp/b   # a quick look
+    .venv/bin/python bench/base_curve.py --hidden-size 512 --marks 30 --keep bench/out/bases512
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden-size", type=int, default=ModelConfig.hidden_size)
     args = parser.parse_args()
     roots = SOURCES[args.language]()
     rows = []
@@ -75,7 +77,7 @@ def main() -> None:
                 roots,
                 directory,
                 None,
-                ModelConfig(),
+                ModelConfig(hidden_size=args.hidden_size),
                 TrainConfig(minutes=mark, seed=args.seed, threads=args.threads),
                 checkpoint_s=args.checkpoint_minutes * 60,
             )

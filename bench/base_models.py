@@ -8,8 +8,10 @@ repository trains for each budget twice, in two caches: one holding the base, on
 base alone (no fine-tuning, the repository's characters added to its alphabet) is scored too.
 
     .venv/bin/python bench/base_models.py                        # 5-minute base, 1-minute runs
-    .venv/bin/python bench/base_models.py --base-cache out/bases/python/60min --minutes 1 2 5
+    .venv/bin/python bench/base_models.py --base-cache bench/out/bases/python/60min --minutes 1 2 5
     .venv/bin/python bench/base_models.py --base-minutes 0.5 --minutes 0.2   # a quick look
+    .venv/bin/python bench/base_models.py --base-cache bench/out/bases512/30min --hidden-size 512 \
+        --minutes 5   # a larger model, from a base of its own size
 """
 
 from __future__ import annotations
@@ -49,19 +51,19 @@ def held_out_repo(dest: Path, package: str) -> Path:
     return dest
 
 
-def train_in_cache(repo: Path, cache: Path, minutes: float, seed: int) -> dict:
+def train_in_cache(repo: Path, cache: Path, model: ModelConfig, minutes: float, seed: int) -> dict:
     """One repository training run with `cache` as XDG_CACHE_HOME (bases and store)."""
     os.environ["XDG_CACHE_HOME"] = str(cache)
     store = ModelStore(cache / "store")
-    result = train_repository(repo, store, ModelConfig(), TrainConfig(minutes=minutes, seed=seed))
+    result = train_repository(repo, store, model, TrainConfig(minutes=minutes, seed=seed))
     return result.bundle.meta
 
 
-def base_alone(repo: Path, cache: Path) -> float:
+def base_alone(repo: Path, cache: Path, model: ModelConfig) -> float:
     """Held-out bits/char of the base itself on the repository, as a run would start it."""
     os.environ["XDG_CACHE_HOME"] = str(cache)
     store = ModelStore(cache / "unused")
-    prepared = prepare(repo, store, ModelConfig(), TrainConfig(), None, lambda _: None)
+    prepared = prepare(repo, store, model, TrainConfig(), None, lambda _: None)
     assert prepared.base is not None, "the base did not apply"
     return evaluate_bpc(prepared.model(), prepared.val_ids)
 
@@ -73,7 +75,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0], help="repository runs")
     parser.add_argument("--held-out", default="email", help="the repository's package")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--hidden-size", type=int, default=ModelConfig.hidden_size, help="the base's and the runs'"
+    )
     args = parser.parse_args()
+    model = ModelConfig(hidden_size=args.hidden_size)
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     roots = [stdlib / p for p in BASE_PACKAGES if p != args.held_out and (stdlib / p).is_dir()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,19 +98,19 @@ def main() -> None:
                 roots,
                 bases_dir() / "python",
                 repo,
-                ModelConfig(),
+                model,
                 TrainConfig(minutes=args.base_minutes, seed=args.seed),
                 checkpoint_s=args.base_minutes * 60,
             ).meta
         manifest = json.loads((bases_dir() / "python" / BASE_MANIFEST).read_text())["files"]
         repo_hashes = {text_hash(t) for t in read_files(repo)[0].values()}
         shared = len(repo_hashes & set(manifest.values()))
-        zero = base_alone(repo, with_cache)
+        zero = base_alone(repo, with_cache, model)
         runs = []
         for minutes in args.minutes:
             for name, cache in (("from scratch", "without"), ("from the base", "with")):
                 shutil.rmtree(work / cache / "store", ignore_errors=True)
-                run = train_in_cache(repo, work / cache, minutes, args.seed)
+                run = train_in_cache(repo, work / cache, model, minutes, args.seed)
                 runs.append((name, minutes, run))
     print(
         f"base: {meta['train_files']} files ({meta['chars']:,} chars), "
