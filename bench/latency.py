@@ -13,6 +13,7 @@ a file being written is.
     .venv/bin/python bench/latency.py                   # trains 1 minute first (~4 minutes)
     .venv/bin/python bench/latency.py --store DIR       # reuse a store trained before
     .venv/bin/python bench/latency.py --model-below 2   # the model on every request
+    .venv/bin/python bench/latency.py --hidden-size 512 --model-below 2   # a larger model's cost
 """
 
 from __future__ import annotations
@@ -156,6 +157,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", type=Path, help="reuse this store instead of training")
     parser.add_argument("--minutes", type=float, default=1.0, help="training budget if training")
+    parser.add_argument(
+        "--hidden-size", type=int, default=256, help="LSTM units of the model if training"
+    )
     parser.add_argument("--keys", type=int, default=60, help="keystrokes per typing session")
     parser.add_argument("--seconds", type=float, default=15.0, help="per throughput run")
     parser.add_argument("--workers", type=int, default=0, help="daemon RPC threads (0: default)")
@@ -176,7 +180,7 @@ def main() -> None:
     if args.store is None:
         subprocess.run(
             [*CLI, "train", "--repo", str(repo), "--store", str(store),
-             "--minutes", str(args.minutes)],
+             "--minutes", str(args.minutes), "--hidden-size", str(args.hidden_size)],
             check=True, stderr=subprocess.DEVNULL,
         )  # fmt: skip
     bundle = ModelStore(store).current()
