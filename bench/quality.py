@@ -72,7 +72,7 @@ from baselines import NgramCompleter, train_toy_lstm  # bench/ is on the path wh
 from bpc import PACKAGES, stdlib_corpus
 from peers import PEERS, Peer, default_peers_dir, evaluate_peer, missing_peers
 
-from completiond.completion.ranking import START_BELOW
+from completiond.completion.ranking import MODEL_BELOW, START_BELOW
 from completiond.completion.retrieval import RetrievalConfig, Retriever
 from completiond.core.bundle import ModelStore
 from completiond.core.corpus import Corpus, build_corpus, read_texts
@@ -263,19 +263,24 @@ def served_systems(
     index = held_out_retriever(repo, corpus.train_files, fitted).index
     model = f"1x{meta['model']['hidden_size']}, {meta['val_bpc']:.3f} bits/char, {how}"
     if f"product{suffix}" in args.systems:
-        for below, typed_through in itertools.product(args.start_below, args.typed_through):
+        settings = itertools.product(args.start_below, args.typed_through, args.model_below)
+        for below, typed_through, model_below in settings:
             kept = typed_through == "keep"  # serve --keep-typed-through
             typed = {"declined_below": 0.0} if kept else {}
-            product = ModelSlot(store, decoder_config=DecoderConfig(start_below=below, **typed))
+            decoding = DecoderConfig(start_below=below, model_below=model_below, **typed)
+            product = ModelSlot(store, decoder_config=decoding)
             product.load_current().decoder.retriever = Retriever(index, fitted)
             label = f"product{suffix}"
             if len(args.start_below) > 1:
                 label += f", start<{below:g}"
             if len(args.typed_through) > 1:
                 label += f", typed through: {typed_through}"
+            if len(args.model_below) > 1:
+                label += f", model<{model_below:g}"
+            when = "nothing is found" if model_below == 0 else f"copies are < {model_below:g} sure"
             note = (
                 f"{label} ({model}): retrieval (index of the training files + the file), the "
-                "model (beam 4) when nothing is found, its confident start when nothing found is "
+                f"model (beam 4) when {when}, its confident start when nothing found is "
                 f"{below:g} sure; a suggestion typed through: {typed_through}"
             )
             complete = product.get().decoder.complete
@@ -491,6 +496,16 @@ def main() -> None:
         help="the product once per way of treating a suggestion typed through (cut: its first "
         "word when less confident than DecoderConfig.declined_below, the default; keep: whole "
         "again), same model, side by side",
+    )
+    parser.add_argument(
+        "--model-below",
+        type=float,
+        nargs="+",
+        default=[MODEL_BELOW],
+        metavar="CONFIDENCE",
+        help="the product once per value of DecoderConfig.model_below (the model's beams also "
+        "run when the best copied line is less sure; 0: only when nothing is found), same model, "
+        "side by side",
     )
     parser.add_argument(
         "--editor-threshold",
