@@ -10,7 +10,6 @@ base alone (no fine-tuning, the repository's characters added to its alphabet) i
     .venv/bin/python bench/base_models.py                        # 5-minute base, 1-minute runs
     .venv/bin/python bench/base_models.py --base-cache bench/out/bases/python/60min --minutes 1 2 5
     .venv/bin/python bench/base_models.py --base-minutes 0.5 --minutes 0.2   # a quick look
-    .venv/bin/python bench/base_models.py --base-cache DIR --minutes 5 --base-lr 3e-3 1e-3 5e-4
     .venv/bin/python bench/base_models.py --base-cache bench/out/bases512/30min --hidden-size 512 \
         --minutes 5   # a larger model, from a base of its own size
 """
@@ -24,7 +23,6 @@ import shutil
 import subprocess
 import sysconfig
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 from completiond.core.bundle import ModelStore
@@ -53,12 +51,11 @@ def held_out_repo(dest: Path, package: str) -> Path:
     return dest
 
 
-def train_in_cache(repo: Path, cache: Path, model: ModelConfig, config: TrainConfig) -> dict:
+def train_in_cache(repo: Path, cache: Path, model: ModelConfig, minutes: float, seed: int) -> dict:
     """One repository training run with `cache` as XDG_CACHE_HOME (bases and store)."""
     os.environ["XDG_CACHE_HOME"] = str(cache)
-    shutil.rmtree(cache / "store", ignore_errors=True)
     store = ModelStore(cache / "store")
-    result = train_repository(repo, store, model, config)
+    result = train_repository(repo, store, model, TrainConfig(minutes=minutes, seed=seed))
     return result.bundle.meta
 
 
@@ -80,13 +77,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--hidden-size", type=int, default=ModelConfig.hidden_size, help="the base's and the runs'"
-    )
-    parser.add_argument(
-        "--base-lr",
-        type=float,
-        nargs="+",
-        default=[TrainConfig.base_lr],
-        help="peak learning rates from the base (TrainConfig.base_lr), one run each",
     )
     args = parser.parse_args()
     model = ModelConfig(hidden_size=args.hidden_size)
@@ -118,12 +108,9 @@ def main() -> None:
         zero = base_alone(repo, with_cache, model)
         runs = []
         for minutes in args.minutes:
-            config = TrainConfig(minutes=minutes, seed=args.seed)
-            run = train_in_cache(repo, work / "without", model, config)
-            runs.append(("from scratch", minutes, run))
-            for lr in args.base_lr:
-                run = train_in_cache(repo, with_cache, model, replace(config, base_lr=lr))
-                name = "from the base" + (f", peak lr {lr:g}" if len(args.base_lr) > 1 else "")
+            for name, cache in (("from scratch", "without"), ("from the base", "with")):
+                shutil.rmtree(work / cache / "store", ignore_errors=True)
+                run = train_in_cache(repo, work / cache, model, minutes, args.seed)
                 runs.append((name, minutes, run))
     print(
         f"base: {meta['train_files']} files ({meta['chars']:,} chars), "

@@ -171,17 +171,16 @@ def test_a_repository_model_starts_from_the_base_of_its_language(
     installed_code: Path, repo: Path, tmp_path: Path
 ) -> None:
     from completiond.training.model import ModelConfig
-    from completiond.training.run import prepare, train_repository, with_start_lr
+    from completiond.training.run import prepare, train_repository
     from completiond.training.train import TrainConfig
 
     (repo / "naïve.py").write_text("café = 'ü' * 3 + 'ü' + 'ü'\n")  # characters the base lacks
     built = _pretrain([installed_code], None)
     base_dir = bases_dir() / "python"
     base_tokenizer = CharTokenizer.from_json((base_dir / BASE_TOKENIZER).read_text())
-    config = TrainConfig(**{**TINY_TRAIN, "max_steps": 20, "threads": 1, "base_lr": 1e-3})
+    config = TrainConfig(**{**TINY_TRAIN, "max_steps": 20, "threads": 1})
     prepared = prepare(repo, ModelStore(tmp_path / "s0"), ModelConfig(**TINY_MODEL), config, None,
                        lambda _: None)  # fmt: skip
-    assert with_start_lr(prepared, config).lr == 1e-3  # the base's gentler peak
     # The base's alphabet, then the repository's own characters; the base's weights for it.
     assert prepared.tokenizer.chars[: len(base_tokenizer.chars)] == base_tokenizer.chars
     assert "ü" in prepared.tokenizer.chars[len(base_tokenizer.chars) :]
@@ -207,10 +206,10 @@ def test_without_a_fitting_base_a_repository_model_trains_as_before(
     installed_code: Path, repo: Path, tmp_path: Path
 ) -> None:
     from completiond.training.model import ModelConfig
-    from completiond.training.run import prepare, train_repository, with_start_lr
+    from completiond.training.run import prepare, train_repository
     from completiond.training.train import TrainConfig
 
-    config = TrainConfig(**{**TINY_TRAIN, "max_steps": 20, "threads": 1, "base_lr": 1e-3})
+    config = TrainConfig(**{**TINY_TRAIN, "max_steps": 20, "threads": 1})
     alone = train_repository(repo, ModelStore(tmp_path / "a"), ModelConfig(**TINY_MODEL), config)
     assert alone.bundle.meta["base"] is None
     _pretrain([installed_code], None)
@@ -218,7 +217,6 @@ def test_without_a_fitting_base_a_repository_model_trains_as_before(
     # A base of another shape does not apply.
     prepared = prepare(repo, ModelStore(tmp_path / "b"), other_shape, config, None, lambda _: None)
     assert prepared.base is None and prepared.weights is None
-    assert with_start_lr(prepared, config).lr == config.lr
 
 
 def test_a_model_older_than_the_base_starts_over_from_it_once(

@@ -71,7 +71,6 @@ from .run import (
     report_start,
     streams_from_files,
     train_repository,
-    with_start_lr,
 )
 from .train import (
     ProgressFn,
@@ -147,7 +146,6 @@ def _plan(repo: Path, prepared: Prepared, train_config: TrainConfig, world: int)
         "stream": streams_from_files(corpus, train_config),
         "text": corpus.train_text if whole else None,
         "shards": [files] * world if whole else shard_files(files, sizes, world),
-        "lr": with_start_lr(prepared, train_config).lr,  # every rank steps alike
     }
     by_path = dict(zip(files, sizes, strict=True))
     plan["shard_bytes"] = [sum(by_path[f] for f in shard) for shard in plan["shards"]]
@@ -226,8 +224,7 @@ def run_worker(
                 model = CharLSTM(ModelConfig(**plan["model"]))  # DDP copies rank 0's weights
                 val_ids = np.zeros(0, np.int64)
             data = _shard_data(repo, plan, env.rank, tokenizer, train_config)
-            run_config = replace(train_config, lr=plan["lr"])
-            result = train(model, data, val_ids, run_config, deadline, on_progress, TRAIN_SPAN)
+            result = train(model, data, val_ids, train_config, deadline, on_progress, TRAIN_SPAN)
         finally:
             dist.destroy_process_group()
         if prepared is None:

@@ -22,7 +22,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -326,17 +326,10 @@ def train_repository(
         model = prepared.model()
         report_start(prepared, model, train_config.minutes * 60, on_progress)
         data = training_data(repo, prepared, train_config)
-        run_config = with_start_lr(prepared, train_config)
-        result = train(model, data, prepared.val_ids, run_config, deadline, on_progress, TRAIN_SPAN)
+        result = train(
+            model, data, prepared.val_ids, train_config, deadline, on_progress, TRAIN_SPAN
+        )
         return publish(repo, store, prepared, train_config, result, on_progress)
-
-
-def with_start_lr(prepared: Prepared, train_config: TrainConfig) -> TrainConfig:
-    """The run's training settings, with the base's learning rate when the weights are a
-    base's (a fine-tune of the current model, or a model from scratch, keeps `lr`)."""
-    if prepared.base is None or prepared.fine_tunes:
-        return train_config
-    return replace(train_config, lr=train_config.base_lr)
 
 
 def publish(

@@ -39,9 +39,6 @@ class TrainConfig:
     seq_len: int = 128  # BPTT window; the state carries over between windows
     batch_size: int = 32  # parallel streams through the corpus (per process, on a CPU)
     lr: float = 3e-3  # peak AdamW learning rate, cosine-decayed over the budget
-    # The peak when a repository model starts from a base (training/run.py): a peak as high
-    # as from scratch undoes some of what the base learned (bench/base_models.py --base-lr).
-    base_lr: float = 3e-3
     weight_decay: float = 0.01
     clip_norm: float = 1.0  # LSTMs on code see rare exploding gradients (long repeated runs)
     # torch threads; 0 = all cores but one: threads on every core collapse (steps many times
