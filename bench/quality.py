@@ -17,8 +17,9 @@ does; the held-out files are what every system is measured on):
 Systems, each trained under the same wall-clock budget on the training files (by default the
 first five):
 
-- `product`: the default model (ModelConfig(), TrainConfig()) served as the daemon serves it,
-  with retrieval from an index of the training files (the held-out files are not in it);
+- `product`: the default model (ModelConfig(), TrainConfig(); `--hidden-size` another size)
+  served as the daemon serves it, with retrieval from an index of the training files (the
+  held-out files are not in it);
 - `retrieval alone`: the same product, same index and fitted confidences, with
   DecoderConfig(run_model=False): the model never runs, only retrieval answers;
 - `model alone`: the same model without retrieval (`serve --no-retrieval`);
@@ -302,6 +303,11 @@ def served_systems(
     return systems
 
 
+def model_config(args: argparse.Namespace) -> ModelConfig:
+    """The product's model: the default, or --hidden-size (a base must have that size too)."""
+    return ModelConfig(hidden_size=args.hidden_size)
+
+
 def train_budget(args: argparse.Namespace) -> TrainConfig:
     # With a step count, one validation at the end: the same weights whatever the timing.
     steps = {"max_steps": args.max_steps, "eval_interval_s": 1e9} if args.max_steps else {}
@@ -342,7 +348,7 @@ def base_systems(
     start = time.monotonic()
     store = ModelStore(scratch / f"{name}-product-base")
     with cache_home(cache):
-        bundle = train_repository(repo, store, ModelConfig(), train_budget(args)).bundle
+        bundle = train_repository(repo, store, model_config(args), train_budget(args)).bundle
     if bundle.meta.get("base") is None:
         return [], [*notes, "  +base rows left out: the base did not apply (another model shape)"]
     how = f"from the base, {time.monotonic() - start:.0f} s"
@@ -403,7 +409,7 @@ def run_corpus(
         start = time.monotonic()
         store = ModelStore(scratch / f"{name}-product")
         with cache_home(empty):
-            train_repository(repo, store, ModelConfig(), train_budget(args))
+            train_repository(repo, store, model_config(args), train_budget(args))
         how = f"from scratch, {time.monotonic() - start:.0f} s"
         systems += served_systems("", store, repo, corpus, args, how)
     if set(BASE_SYSTEMS) & args.systems:
@@ -463,6 +469,12 @@ def main() -> None:
         default=0,
         help="stop the product's training after this many steps (0: the time budget alone); with "
         "--threads, the same model on every run: to compare two versions of the code",
+    )
+    parser.add_argument(
+        "--hidden-size",
+        type=int,
+        default=ModelConfig.hidden_size,
+        help="LSTM units of the product's models (with --base-cache, a base of that size)",
     )
     parser.add_argument(
         "--threads", type=int, default=0, help="torch threads (0: all cores but one)"
