@@ -125,6 +125,20 @@ def test_a_larger_budget_continues_a_finished_base(installed_code: Path) -> None
     assert second.meta["seconds"] >= 0.06 * 60 - 1.0
 
 
+def test_a_segment_worse_than_the_best_so_far_leaves_the_base_as_it_was(
+    installed_code: Path,
+) -> None:
+    first = _pretrain([installed_code], None, max_steps=0, minutes=0.03)
+    weights = dict(np.load(first.directory / BASE_WEIGHTS))
+    # A learning rate far too high for the continuation: its segment ends worse.
+    second = _pretrain([installed_code], None, max_steps=0, minutes=0.06, lr=30.0)
+    assert second.resumed and second.meta["segments"] > first.meta["segments"]
+    assert second.meta["val_bpc"] == first.meta["val_bpc"]
+    with np.load(second.directory / BASE_WEIGHTS) as kept:
+        assert kept.files == list(weights)
+        assert all(np.array_equal(kept[name], weights[name]) for name in kept.files)
+
+
 def test_a_base_whose_files_do_not_match_its_metadata_is_not_one(installed_code: Path) -> None:
     _pretrain([installed_code], None)
     (bases_dir() / "python" / BASE_WEIGHTS).write_bytes(b"torn")

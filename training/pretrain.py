@@ -4,7 +4,8 @@ The corpus is what core/discovery.py finds (or `--from` directories), read with 
 file rules and secret masking, each content once, without any file whose content is also in the
 repository being served. Training is run.py's loop in segments of `checkpoint_s`: after each, the
 weights and the time spent are saved, so a killed run resumes where its last segment ended (each
-segment restarts the learning-rate schedule: warm restarts). The base is written atomically into
+segment restarts the learning-rate schedule: warm restarts; one that ends worse than the best so
+far goes back to the best weights). The base is written atomically into
 the user's cache, its metadata last, with a manifest of its files' content hashes. The last
 checkpoint stays beside it, so the same command with a larger budget continues a finished base.
 One process at a time builds a base: it holds `bases/<language>.lock` (core/discovery.py).
@@ -281,5 +282,14 @@ class _Segments:
             checkpoint.seconds += time.monotonic() - start
             checkpoint.segments += 1
             checkpoint.steps += result.steps
-            checkpoint.val_bpc = result.val_bpc
-            checkpoint.save(self.directory, self.key, result.model)
+            if result.val_bpc < checkpoint.val_bpc or math.isinf(checkpoint.val_bpc):
+                checkpoint.val_bpc = result.val_bpc
+            else:
+                self._keep_best(model)
+            checkpoint.save(self.directory, self.key, model)
+
+    def _keep_best(self, model: CharLSTM) -> None:
+        """Back to the checkpoint's weights after a segment that did not beat them: each
+        segment restarts the learning rate, and on a small corpus (a machine with few packages
+        of the language) the restart overfits, so the last segment is not always the best."""
+        model.load_state_dict(_load_weights(self.directory / CHECKPOINT_WEIGHTS))
