@@ -18,6 +18,7 @@ did not write and that no corpus of bench/quality.py holds:
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import shutil
 import sysconfig
@@ -32,14 +33,22 @@ from completiond.training.pretrain import pretrain
 from completiond.training.train import TrainConfig
 
 
-def _project(requirement: str) -> str:
-    return requirement.split("==")[0].lower()
+def _corpus_packages() -> set[str]:
+    """The import names the PyPI corpus's projects install here, not only their project names
+    (attrs installs `attr` too): any of them left in a base would be evaluated on itself."""
+    projects = {requirement.split("==")[0].lower() for requirement in PYPI_PACKAGES}
+    installed = importlib.metadata.packages_distributions()
+    return projects | {
+        name.lower()
+        for name, distributions in installed.items()
+        if any(d.lower() in projects for d in distributions)
+    }
 
 
 def python_sources() -> list[Path]:
     """Top-level entries of site-packages, without the PyPI corpus's projects."""
     site = Path(sysconfig.get_paths()["purelib"])
-    left_out = {_project(p) for p in PYPI_PACKAGES}
+    left_out = _corpus_packages()
     return sorted(
         p
         for p in site.iterdir()
