@@ -133,7 +133,7 @@ _VENDORED = frozenset(
     {
         "node_modules", "vendor", "third_party", "thirdparty", ".venv", "venv", "site-packages",
         "dist", "build", "__pycache__", ".tox", ".mypy_cache", ".git", "bower_components", "Pods",
-        "target",
+        "target", "_vendor",
     }
 )
 # fmt: on

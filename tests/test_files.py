@@ -128,6 +128,7 @@ def test_walk_never_descends_into_vcs_directories(tmp_path: Path) -> None:
         ("go.sum", "lock_file"),
         ("web/node_modules/react/index.js", "vendored"),
         ("vendor/lib.go", "vendored"),
+        ("pip/_vendor/rich/bar.py", "vendored"),
         ("rust/target/debug/build.rs", "vendored"),
         ("pkg/__pycache__/m.py", "vendored"),
         ("protos/api_pb2.py", "generated"),
