@@ -129,7 +129,8 @@ def test_a_segment_worse_than_the_best_so_far_leaves_the_base_as_it_was(
     installed_code: Path,
 ) -> None:
     first = _pretrain([installed_code], None, max_steps=0, minutes=0.03)
-    weights = dict(np.load(first.directory / BASE_WEIGHTS))
+    with np.load(first.directory / BASE_WEIGHTS) as published:
+        weights = {name: published[name] for name in published.files}
     # A learning rate far too high for the continuation: its segment ends worse.
     second = _pretrain([installed_code], None, max_steps=0, minutes=0.06, lr=30.0)
     assert second.resumed and second.meta["segments"] > first.meta["segments"]

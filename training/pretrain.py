@@ -282,6 +282,7 @@ class _Segments:
             checkpoint.seconds += time.monotonic() - start
             checkpoint.segments += 1
             checkpoint.steps += result.steps
+            # An infinite best means no weights worth going back to (none saved yet).
             if result.val_bpc < checkpoint.val_bpc or math.isinf(checkpoint.val_bpc):
                 checkpoint.val_bpc = result.val_bpc
             else:
