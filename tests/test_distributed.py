@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import socket
 import tracemalloc
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+import torch.distributed as dist
 
 from completiond.core.bundle import ModelStore
 from completiond.core.errors import BundleError, CompletiondError, DeviceUnavailable, TrainingFailed
 from completiond.core.tokenizer import CharTokenizer
 from completiond.daemon.engine import EngineConfig, OnnxEngine
-from completiond.training.distributed import DistEnv, shard_files, train_distributed
+from completiond.training.distributed import (
+    DistEnv,
+    _first_failed,
+    loopback_store,
+    shard_files,
+    train_distributed,
+)
 from completiond.training.model import ModelConfig
 from completiond.training.run import train_repository
 from completiond.training.train import (
@@ -229,6 +238,39 @@ def test_a_failure_on_rank_0_stops_every_process(tmp_path: Path) -> None:
     with pytest.raises(TrainingFailed, match="no trainable source files"):
         train_distributed(empty, tmp_path / "store", ModelConfig(**TINY_MODEL), tiny_train(), 2)
     assert ModelStore(tmp_path / "store").versions() == []
+
+
+def test_the_rank_that_failed_by_itself_is_blamed_not_one_that_was_stopped() -> None:
+    assert _first_failed([-15, -6]) == 1  # rank 1 aborted, rank 0 was terminated because of it
+    assert _first_failed([-15, 0]) == 0
+    assert _first_failed([0, 1, -15]) == 1
+    assert _first_failed([0, 0]) == 0
+
+
+def _outward_address() -> str | None:
+    """This machine's address on its default route (no packet is sent), if not loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") else address
+
+
+def test_the_rendezvous_store_serves_ranks_on_loopback_only() -> None:
+    store, listener = loopback_store(2)
+    try:
+        port = listener.getsockname()[1]
+        client = dist.TCPStore("127.0.0.1", port, 2, False, timedelta(seconds=10))
+        client.set("key", "value")
+        assert store.get("key") == b"value"
+        outward = _outward_address()
+        if outward is not None:
+            with pytest.raises(OSError):
+                socket.create_connection((outward, port), timeout=2).close()
+    finally:
+        listener.close()
 
 
 def test_two_processes_stream_their_shards_of_a_large_corpus(

@@ -35,6 +35,11 @@ def _silent(_: Progress) -> None:
     pass
 
 
+def _is_rank() -> bool:
+    """Started as one rank of a distributed run."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m completiond.training")
     parser.add_argument("--repo", type=Path, required=True)
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)  # whatever a library writes here (temporary files too) is this user's only
     if args.nice:
         os.nice(args.nice)
-    distributed = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+    distributed = _is_rank()
     try:
         config = json.loads(args.config)
         model_config = ModelConfig(**config.get("model", {}))
@@ -81,5 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _leave(code: int) -> None:
+    """Exit a rank without the interpreter's teardown: its work is durable when main returns,
+    and the teardown adds a second or more of garbage collection over torch's modules and the
+    distributed backend's C++ destructors, which sometimes abort a rank that succeeded
+    ("terminate called without an active exception", exit status -6)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if _is_rank():
+        _leave(status)
+    sys.exit(status)

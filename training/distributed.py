@@ -3,7 +3,8 @@
 One machine: `train_distributed(repo, store_dir, model_config, train_config, nproc)` (what
 `completiond train --nproc N` runs) starts N training children on this machine, gloo on CPUs and
 NCCL on GPUs (one GPU per process), and returns rank 0's `RunResult`. Each process uses
-`cores // N` torch threads unless `TrainConfig.threads` says otherwise.
+`cores // N` torch threads unless `TrainConfig.threads` says otherwise. The launcher hosts the
+rendezvous store on the loopback interface (`loopback_store`), as torchrun's agent does.
 
 Several machines: start the training child with torchrun on every machine; it reads RANK,
 WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT from the environment.
@@ -39,6 +40,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import socket
 import subprocess
 import tempfile
@@ -243,11 +245,25 @@ def run_worker(
         return publish(repo, store, prepared, train_config, result, on_progress, extra)
 
 
-def free_port() -> int:
-    """A TCP port free on the loopback interface now (for MASTER_PORT)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def loopback_store(world_size: int) -> tuple[dist.TCPStore, socket.socket]:
+    """The run's rendezvous store, hosted by the launcher as torchrun's agent hosts it: it
+    outlives every rank (hosted by rank 0, the other ranks were held until rank 0 exited after
+    publishing, and one of them sometimes aborted as the store went away), and it listens on
+    the loopback interface only (TCPStore's own socket listens on every interface). The
+    returned socket is the store's listener: keep it open as long as the store."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = int(listener.getsockname()[1])
+    store = dist.TCPStore(
+        "127.0.0.1",
+        port,
+        world_size,
+        is_master=True,
+        wait_for_workers=False,
+        master_listen_fd=listener.fileno(),
+    )
+    return store, listener
 
 
 def _tail(path: Path, chars: int = 2000) -> str:
@@ -267,14 +283,17 @@ class _LocalRanks:
         self.files: list[IO[str]] = []
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.reader: threading.Thread | None = None
+        self.store: tuple[dist.TCPStore, socket.socket] | None = None
 
     def start(self) -> None:
-        port = free_port()
+        self.store = loopback_store(self.nproc)
+        port = self.store[1].getsockname()[1]
         for rank in range(self.nproc):
             env = {
                 **os.environ,
                 "MASTER_ADDR": "127.0.0.1",
                 "MASTER_PORT": str(port),
+                "TORCHELASTIC_USE_AGENT_STORE": "True",  # every rank a client of ours
                 "RANK": str(rank),
                 "WORLD_SIZE": str(self.nproc),
                 "LOCAL_RANK": str(rank),
@@ -315,13 +334,16 @@ class _LocalRanks:
             f.close()
         if self.procs and self.procs[0].stdout is not None:
             self.procs[0].stdout.close()
+        if self.store is not None:  # closed only now that no rank needs it
+            self.store[1].close()
+            self.store = None
 
     def check(self, final: Progress | None) -> None:
         """TrainingFailed, with the failing rank's last output, unless every rank succeeded."""
         codes = [proc.returncode for proc in self.procs]
         if final is not None and final.phase != "failed" and not any(codes):
             return
-        bad = next((r for r, code in enumerate(codes) if code), 0)
+        bad = _first_failed(codes)
         why = final.message if final is not None and final.phase == "failed" else ""
         detail = _tail(self.logs / f"rank{bad}.err") or _tail(self.logs / f"rank{bad}.out")
         raise TrainingFailed(
@@ -329,6 +351,14 @@ class _LocalRanks:
             + (f": {why}" if why else "")
             + (f"\nrank {bad}: {detail}" if detail else "")
         )
+
+
+def _first_failed(codes: list[int | None]) -> int:
+    """The rank to blame: the first that failed by itself, not one `stop` terminated because
+    another had failed (rank 0 by default)."""
+    failed = [r for r, code in enumerate(codes) if code]
+    own = [r for r in failed if codes[r] != -signal.SIGTERM]
+    return (own or failed or [0])[0]
 
 
 def train_distributed(
