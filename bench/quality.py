@@ -73,6 +73,7 @@ from baselines import NgramCompleter, train_toy_lstm  # bench/ is on the path wh
 from bpc import PACKAGES, stdlib_corpus
 from peers import PEERS, Peer, default_peers_dir, evaluate_peer, missing_peers
 
+from completiond.completion.file_cache import FileCacheConfig
 from completiond.completion.ranking import MODEL_BELOW, START_BELOW
 from completiond.completion.retrieval import RetrievalConfig, Retriever
 from completiond.core.bundle import ModelStore
@@ -264,11 +265,15 @@ def served_systems(
     index = held_out_retriever(repo, corpus.train_files, fitted).index
     model = f"1x{meta['model']['hidden_size']}, {meta['val_bpc']:.3f} bits/char, {how}"
     if f"product{suffix}" in args.systems:
-        settings = itertools.product(args.start_below, args.typed_through, args.model_below)
-        for below, typed_through, model_below in settings:
+        settings = itertools.product(
+            args.start_below, args.typed_through, args.model_below, args.file_cache_kappa
+        )
+        for below, typed_through, model_below, kappa in settings:
             kept = typed_through == "keep"  # serve --keep-typed-through
             typed = {"declined_below": 0.0} if kept else {}
-            decoding = DecoderConfig(start_below=below, model_below=model_below, **typed)
+            decoding = DecoderConfig(
+                start_below=below, model_below=model_below, file_cache=file_cache(kappa), **typed
+            )
             product = ModelSlot(store, decoder_config=decoding)
             product.load_current().decoder.retriever = Retriever(index, fitted)
             label = f"product{suffix}"
@@ -278,6 +283,8 @@ def served_systems(
                 label += f", typed through: {typed_through}"
             if len(args.model_below) > 1:
                 label += f", model<{model_below:g}"
+            if len(args.file_cache_kappa) > 1:
+                label += f", cache {kappa:g}"
             when = "nothing is found" if model_below == 0 else f"copies are < {model_below:g} sure"
             note = (
                 f"{label} ({model}): retrieval (index of the training files + the file), the "
@@ -295,12 +302,23 @@ def served_systems(
             "DecoderConfig(run_model=False): the model never runs"
         )
         systems.append(System(label, in_process(alone.decoder.complete, repo, files, label), note))
-    if f"model alone{suffix}" in args.systems:
-        alone = ModelSlot(store, retrieval_config=RetrievalConfig(enabled=False)).load_current()
+    for kappa in args.file_cache_kappa if f"model alone{suffix}" in args.systems else ():
+        alone = ModelSlot(
+            store,
+            retrieval_config=RetrievalConfig(enabled=False),
+            decoder_config=DecoderConfig(file_cache=file_cache(kappa)),
+        ).load_current()
         label = f"model alone{suffix}"
-        note = f"{label}: the product's model ({model}), no retrieval"
+        if len(args.file_cache_kappa) > 1:
+            label += f", cache {kappa:g}"
+        note = f"{label}: the product's model ({model}), file cache kappa {kappa:g}, no retrieval"
         systems.append(System(label, in_process(alone.decoder.complete, repo, files, label), note))
     return systems
+
+
+def file_cache(kappa: float) -> FileCacheConfig:
+    """The decoder's file cache with this weight (0: off)."""
+    return FileCacheConfig(kappa=kappa)
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
@@ -518,6 +536,15 @@ def main() -> None:
         help="the product once per value of DecoderConfig.model_below (the model's beams also "
         "run when the best copied line is less sure; 0: only when nothing is found), same model, "
         "side by side",
+    )
+    parser.add_argument(
+        "--file-cache-kappa",
+        type=float,
+        nargs="+",
+        default=[FileCacheConfig().kappa],
+        metavar="KAPPA",
+        help="the product and the model alone once per value of FileCacheConfig.kappa (the "
+        "current file mixed into the model's next characters; 0: off), same model, side by side",
     )
     parser.add_argument(
         "--editor-threshold",

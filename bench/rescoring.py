@@ -40,6 +40,7 @@ from completiond.completion.queries import (
     sample_lines,
 )
 from completiond.completion.retrieval import RetrievalConfig
+from completiond.completion.retrieval import features as retrieval_features
 from completiond.core.bundle import ModelStore
 from completiond.core.corpus import build_corpus, read_texts
 from completiond.daemon.decoder import Query
@@ -147,6 +148,7 @@ def run(repo: Path, args: argparse.Namespace) -> None:
     cursors = Cursors()
     sampled = sample_lines(eligible_lines(texts, cursors.typed_chars), args.lines, 0)
     rows: list[tuple[np.ndarray, np.ndarray]] = []  # per query: features [K,4], right [K]
+    lists: list[tuple[np.ndarray, np.ndarray]] = []  # per query: list_features [K,F], right [K]
     ceiling = {"retrieval": 0, "beams": 0, "both": 0, "copy then write": 0}
     times: list[float] = []
     asked = 0
@@ -181,10 +183,13 @@ def run(repo: Path, args: argparse.Namespace) -> None:
             )
             times.append(time.perf_counter() - start)
             conf = [retriever.confidence(f) for f in wholes]
-            rows.append(
-                (features(conf, logp, chars), np.array([right(f, q.truth) for f in wholes]))
-            )
+            x = features(conf, logp, chars)
+            y = np.array([right(f, q.truth) for f in wholes])
+            rows.append((x, y))
+            weight = retriever.config.document_weight
+            lists.append((list_features([retrieval_features(f, weight) for f in wholes], x), y))
     report(rows, ceiling, times, asked)
+    report_listwise(lists)
     if args.dump:
         np.savez(args.dump, *[np.column_stack((x, y)) for x, y in rows])
 
@@ -200,6 +205,64 @@ def continued(decoder, prefix: str, starts: list[str], tok) -> list[str]:
         beams = decoder._beam_search(logits, state, Query(prefix=prefix + cut, max_chars=MAX_CHARS))
         out.extend(cut + tok.decode(ids) for ids, _ in beams[:2])
     return out
+
+
+def list_features(retrieval: list[list[float]], rescoring: np.ndarray) -> np.ndarray:
+    """[K,F] for the listwise ranker: retrieval's own features (its bias dropped: a constant
+    does not change an order), the candidate's place in retrieval's order, its log-odds below
+    the top candidate's, then the model's two (relative and mean log-probability). The model's
+    columns are the last MODEL_COLUMNS."""
+    own = np.asarray(retrieval, dtype=float)[:, 1:]
+    place = np.log1p(np.arange(len(own), dtype=float))[:, None]
+    odds = rescoring[:, 1:2]
+    return np.column_stack((own, place, odds - odds.max(), rescoring[:, 2:]))
+
+
+MODEL_COLUMNS = 2
+
+
+def fit_listwise(rows: list[tuple[np.ndarray, np.ndarray]], penalty: float = 1.0) -> np.ndarray:
+    """Weights of a conditional logit: P(candidate) = softmax over its query's candidates of
+    x @ w, fitted to the log-probability of the right candidates (queries with none right say
+    nothing about the order), L2-penalised. Plain Newton: the problem is convex and small."""
+    used = [(x, y.astype(float)) for x, y in rows if y.any()]
+    w = np.zeros(used[0][0].shape[1])
+    for _ in range(30):
+        gradient = penalty * w
+        hessian = penalty * np.eye(len(w))
+        for x, y in used:
+            z = x @ w
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            q = y * p / (y * p).sum()  # the right candidates' share of the mass
+            gradient += x.T @ (p - q)
+            mean_p, mean_q = p @ x, q @ x
+            hessian += (x.T * p) @ x - np.outer(mean_p, mean_p)
+            hessian -= (x.T * q) @ x - np.outer(mean_q, mean_q)
+        step = np.linalg.solve(hessian + 1e-6 * np.eye(len(w)), gradient)
+        w -= step
+        if np.abs(step).max() < 1e-6:
+            break
+    return w
+
+
+def listwise_top1(rows: list[tuple[np.ndarray, np.ndarray]], w: np.ndarray) -> float:
+    return sum(bool(y[int(np.argmax(x @ w))]) for x, y in rows) / max(1, len(rows))
+
+
+def report_listwise(lists: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Top-1 of a listwise ranker fitted on one half of the queries and measured on the other
+    (two folds), with retrieval's features alone and with the model's added."""
+    half = len(lists) // 2
+    folds = (lists[:half], lists[half:])
+    print("\n| listwise ranker (2-fold) | top-1 exact (of queries with lines) |\n|---|---:|")
+    for name, columns in (("retrieval's features", -MODEL_COLUMNS), ("+ the model's", None)):
+        hits = 0.0
+        for fit_on, test_on in (folds, folds[::-1]):
+            cut = [(x[:, :columns], y) for x, y in fit_on]
+            w = fit_listwise(cut)
+            hits += listwise_top1([(x[:, :columns], y) for x, y in test_on], w) * len(test_on)
+        print(f"| {name} | {100 * hits / max(1, len(lists)):.1f}% |")
 
 
 def top1(rows: list[tuple[np.ndarray, np.ndarray]], weights: RescoreWeights) -> float:

@@ -21,11 +21,12 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from completiond.completion.declined import DECLINED_BELOW, DeclinedSuggestions, without_declined
+from completiond.completion.file_cache import FileCache, FileCacheConfig
 from completiond.completion.ranking import (
     MODEL_BELOW,
     START_BELOW,
@@ -70,6 +71,8 @@ class DecoderConfig:
     # False: retrieval alone answers, whatever the gates above say and at any temperature (the
     # `retrieval alone` row of bench/quality.py: what the product is without its model).
     run_model: bool = True
+    # The current file mixed into the model's next characters as its beams write (file_cache.py).
+    file_cache: FileCacheConfig = field(default_factory=FileCacheConfig)
 
 
 @dataclass(frozen=True)
@@ -231,8 +234,15 @@ class Decoder:
         lines = np.zeros((1, 0), np.int64)  # [B,t] characters of each live beam
         scores = np.zeros(1)  # [B] log-probability of each live beam
         finished: ScoredLines = []  # best first, at most `width`
+        cache = None
+        if self.config.file_cache.enabled:
+            cache = FileCache(query.prefix, query.suffix, self.tokenizer, self.config.file_cache)
+            pointers = [cache.start()]
         for step in range(query.max_chars):
             _check(query)
+            if cache is not None:
+                mixed = zip(logits, pointers, strict=True)
+                logits = np.stack([cache.mix(row, at) for row, at in mixed])
             logp = _printable(logits + scores[:, None], self.unshown)  # [B,V]
             if step:  # lines that end here (an empty line is no suggestion)
                 floor = finished[-1][1] if len(finished) == width else -np.inf
@@ -257,6 +267,10 @@ class Decoder:
             rows, tokens = np.divmod(top, logp.shape[1])
             lines = np.concatenate((lines[rows], tokens[:, None]), axis=1)
             scores = flat[top]
+            if cache is not None:
+                pointers = [
+                    cache.advance(pointers[r], line) for r, line in zip(rows, lines, strict=True)
+                ]
             logits_3d, state = self.engine.run(tokens[:, None], _take(state, rows))
             logits = logits_3d[:, -1, :]
         else:

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 
+from completiond.completion.file_cache import FileCacheConfig
 from completiond.completion.retrieval import DEFAULT_WEIGHTS, RetrievalConfig, Retriever
 from completiond.core.errors import Cancelled
 from completiond.core.tokenizer import CharTokenizer
@@ -238,3 +239,14 @@ def test_retrieval_alone_never_runs_the_model() -> None:
     sampled = alone.complete(Query(prefix=document + "x", temperature=1.0, seed=1))
     assert [c.text for c in sampled] == [" = self.alpha(1)"]
     assert alone.engine.calls == 0
+
+
+def test_the_current_file_gives_the_beams_a_name_the_model_does_not_know() -> None:
+    alphabet = "fo_bar_z =1\nq"  # the model knows nothing: every next character as likely
+    unsure = {ch: dict.fromkeys(alphabet, 1 / len(alphabet)) for ch in alphabet}
+    text = "foo_bar_baz = 1\nfoo_b"
+    cached = decoder(unsure).complete(Query(prefix=text))
+    assert cached[0].text == "ar_baz = 1"
+    off = decoder(unsure)
+    off.config.file_cache = FileCacheConfig(kappa=0.0)
+    assert off.complete(Query(prefix=text))[0].text != "ar_baz = 1"

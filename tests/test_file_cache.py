@@ -1,0 +1,68 @@
+"""The current file as the model's cache: contexts found, followed, and mixed in."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from completiond.completion.file_cache import NOWHERE, FileCache, FileCacheConfig
+from completiond.core.tokenizer import CharTokenizer
+
+TOK = CharTokenizer.fit([""])
+UNIFORM = np.full(TOK.vocab_size, -np.log(TOK.vocab_size))
+
+
+def cache(prefix: str, suffix: str = "", **config: float) -> FileCache:
+    return FileCache(prefix, suffix, TOK, FileCacheConfig(**config))  # type: ignore[arg-type]
+
+
+def most_likely(file: FileCache, pointer) -> str:  # type: ignore[no-untyped-def]
+    return TOK.decode([int(np.argmax(file.mix(UNIFORM, pointer)))])
+
+
+def test_what_followed_the_text_before_the_cursor_above_is_likelier() -> None:
+    file = cache("total_price = 3\nprint(total_p")
+    pointer = file.start()
+    assert pointer.length == len("total_p")  # the longest end that occurred before
+    assert most_likely(file, pointer) == "r"
+
+
+def test_the_cursors_own_place_is_not_a_place_the_text_occurred() -> None:
+    assert cache("ab xyz").start() == NOWHERE
+
+
+def test_the_text_below_the_cursors_line_counts_and_the_rest_of_its_line_does_not() -> None:
+    file = cache("x = compute_", "q + compute_q\nresult = compute_width(3)\n")
+    assert most_likely(file, file.start()) == "w"
+
+
+def test_a_beam_that_goes_on_copying_keeps_its_places_and_one_that_leaves_searches_again() -> None:
+    file = cache("alpha_beta = 1\nalpha_gamma = 2\nz = alpha_")
+    start = file.start()
+    assert len(start.places) == 2  # "b" and "g" followed "alpha_"
+    copying = file.advance(start, TOK.encode("g"))
+    assert copying.length == start.length + 1 and len(copying.places) == 1
+    assert most_likely(file, copying) == "a"
+    left = file.advance(copying, TOK.encode("gx"))
+    assert left.length < copying.length  # a shorter context, found again
+
+
+def test_nowhere_leaves_the_models_probabilities_as_they_are() -> None:
+    file = cache("abc")
+    assert np.array_equal(file.mix(UNIFORM, NOWHERE), UNIFORM)
+
+
+def test_a_longer_context_weighs_more_and_the_mix_is_a_distribution() -> None:
+    file = cache("total_price = 3\nprint(total_p", kappa=4.0)
+    long = file.start()
+    short = file.advance(NOWHERE, TOK.encode("l_"))  # a new search from "...total_p" + "l_"
+    assert long.length > 2
+    for pointer in (long, short):
+        assert np.isclose(np.exp(file.mix(UNIFORM, pointer)).sum(), 1.0)
+    weight = np.exp(file.mix(UNIFORM, long)).max()
+    assert weight > long.length / (long.length + 4.0)
+
+
+def test_only_the_configured_window_is_searched() -> None:
+    far = "total_price = 3\n" + "#" * 100 + "\n"
+    assert cache(far + "print(total_p", above_chars=50).start() == NOWHERE
+    assert cache(far + "print(total_p", above_chars=200).start().length == len("total_p")
