@@ -264,6 +264,9 @@ def served_systems(
     fitted = calibrated(store, RetrievalConfig())
     index = held_out_retriever(repo, corpus.train_files, fitted).index
     model = f"1x{meta['model']['hidden_size']}, {meta['val_bpc']:.3f} bits/char, {how}"
+    if "file_cache" in meta:  # what the training run chose, and why
+        fit = meta["file_cache"]
+        model += f", file cache chosen: {fit['kappa']:g} (greedy exact {fit['exact']})"
     if f"product{suffix}" in args.systems:
         settings = itertools.product(
             args.start_below, args.typed_through, args.model_below, args.file_cache_kappa
@@ -284,7 +287,7 @@ def served_systems(
             if len(args.model_below) > 1:
                 label += f", model<{model_below:g}"
             if len(args.file_cache_kappa) > 1:
-                label += f", cache {kappa:g}"
+                label += f", cache {kappa}"
             when = "nothing is found" if model_below == 0 else f"copies are < {model_below:g} sure"
             note = (
                 f"{label} ({model}): retrieval (index of the training files + the file), the "
@@ -310,15 +313,23 @@ def served_systems(
         ).load_current()
         label = f"model alone{suffix}"
         if len(args.file_cache_kappa) > 1:
-            label += f", cache {kappa:g}"
-        note = f"{label}: the product's model ({model}), file cache kappa {kappa:g}, no retrieval"
+            label += f", cache {kappa}"
+        note = f"{label}: the product's model ({model}), file cache kappa {kappa}, no retrieval"
         systems.append(System(label, in_process(alone.decoder.complete, repo, files, label), note))
     return systems
 
 
-def file_cache(kappa: float) -> FileCacheConfig:
-    """The decoder's file cache with this weight (0: off)."""
-    return FileCacheConfig(kappa=kappa)
+def file_cache(kappa: str) -> FileCacheConfig:
+    """The decoder's file cache: the weight chosen for the model (`model`), or this one (0:
+    off)."""
+    return FileCacheConfig() if kappa == "model" else FileCacheConfig(float(kappa), False)
+
+
+def _kappa(value: str) -> str:
+    """A --file-cache-kappa value: `model` or a number at least 0."""
+    if value != "model" and not (value.replace(".", "", 1).isdigit()):
+        raise argparse.ArgumentTypeError(f"not a weight (a number >= 0, or model): {value}")
+    return value
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
@@ -539,12 +550,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--file-cache-kappa",
-        type=float,
+        type=_kappa,
         nargs="+",
-        default=[FileCacheConfig().kappa],
+        default=["model"],
         metavar="KAPPA",
         help="the product and the model alone once per value of FileCacheConfig.kappa (the "
-        "current file mixed into the model's next characters; 0: off), same model, side by side",
+        "current file mixed into the model's next characters; 0: off; model: the weight the "
+        "training run chose, the default), same model, side by side",
     )
     parser.add_argument(
         "--editor-threshold",

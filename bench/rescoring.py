@@ -31,6 +31,7 @@ import numpy as np
 from quality import CORPORA  # bench/ is on the path when this runs
 
 from completiond.completion.calibration import fit_logistic, right
+from completiond.completion.file_cache import FileCache, FileCacheConfig
 from completiond.completion.queries import (
     MODES,
     Cursors,
@@ -74,11 +75,13 @@ def line_logprobs(
     lines: Sequence[np.ndarray],
     ends: Sequence[bool],
     newline: int,
+    cache: FileCache | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(log-probability [K], characters scored [K]) of each line of character ids after the
     prefix whose next-character log-probabilities are `logits` [1,V] and state `state`; a line
     that `ends` is scored with its newline. One engine call, the lines padded to the longest
-    (a recurrent step never sees what follows it, so padding changes nothing before it)."""
+    (a recurrent step never sees what follows it, so padding changes nothing before it). With
+    a `cache`, each character's probability is mixed with the file's as the beams mix it."""
     k = len(lines)
     lengths = np.array([len(line) for line in lines])
     ids = np.zeros((k, int(lengths.max())), np.int64)
@@ -86,6 +89,8 @@ def line_logprobs(
         ids[row, : len(line)] = line
     batch_state = (np.repeat(state[0], k, axis=1), np.repeat(state[1], k, axis=1))
     out, _ = run(ids, batch_state)  # [K,T,V]: row t predicts character t + 1
+    if cache is not None:
+        return _cached_logprobs(logits, out, cache, lines, ends, newline), lengths + np.array(ends)
     first = logits[0, ids[:, 0]]
     later = np.take_along_axis(out[:, :-1, :], ids[:, 1:, None], axis=2)[..., 0]
     per_char = np.concatenate((first[:, None], later), axis=1)
@@ -94,6 +99,29 @@ def line_logprobs(
     closing = out[np.arange(k), lengths - 1, newline]
     ended = np.asarray(ends, dtype=bool)
     return total + np.where(ended, closing, 0.0), lengths + ended
+
+
+def _cached_logprobs(
+    logits: np.ndarray,
+    out: np.ndarray,
+    cache: FileCache,
+    lines: Sequence[np.ndarray],
+    ends: Sequence[bool],
+    newline: int,
+) -> np.ndarray:
+    """[K] log-probabilities of the lines with the file cache mixed in, character by character
+    (a Python loop: a measurement, not the serving path)."""
+    totals = np.zeros(len(lines))
+    for row, (line, ended) in enumerate(zip(lines, ends, strict=True)):
+        pointer = cache.start()
+        predicted = logits[0]
+        for t, char in enumerate(line):
+            totals[row] += cache.mix(predicted, pointer)[char]
+            pointer = cache.advance(pointer, line[: t + 1])
+            predicted = out[row, t]
+        if ended:
+            totals[row] += cache.mix(predicted, pointer)[newline]
+    return totals
 
 
 def features(
@@ -149,6 +177,8 @@ def run(repo: Path, args: argparse.Namespace) -> None:
     sampled = sample_lines(eligible_lines(texts, cursors.typed_chars), args.lines, 0)
     rows: list[tuple[np.ndarray, np.ndarray]] = []  # per query: features [K,4], right [K]
     lists: list[tuple[np.ndarray, np.ndarray]] = []  # per query: list_features [K,F], right [K]
+    cached_rows: list[tuple[np.ndarray, np.ndarray]] = []  # as rows, lists: the file cache mixed
+    cached_lists: list[tuple[np.ndarray, np.ndarray]] = []
     ceiling = {"retrieval": 0, "beams": 0, "both": 0, "copy then write": 0}
     times: list[float] = []
     asked = 0
@@ -172,24 +202,29 @@ def run(repo: Path, args: argparse.Namespace) -> None:
             if not wholes:
                 continue
             ids = [tok.encode(f.text[:MAX_CHARS]) for f in wholes]
+            ends = [len(f.text) <= MAX_CHARS for f in wholes]
             start = time.perf_counter()
-            logp, chars = line_logprobs(
-                served.engine.run,
-                logits,
-                state,
-                ids,
-                [len(f.text) <= MAX_CHARS for f in wholes],
-                tok.newline_id,
-            )
+            logp, chars = line_logprobs(served.engine.run, logits, state, ids, ends, tok.newline_id)
             times.append(time.perf_counter() - start)
             conf = [retriever.confidence(f) for f in wholes]
             x = features(conf, logp, chars)
             y = np.array([right(f, q.truth) for f in wholes])
             rows.append((x, y))
             weight = retriever.config.document_weight
-            lists.append((list_features([retrieval_features(f, weight) for f in wholes], x), y))
+            own = [retrieval_features(f, weight) for f in wholes]
+            lists.append((list_features(own, x), y))
+            file = FileCache(q.prefix, q.suffix, tok, FileCacheConfig())
+            cached, _ = line_logprobs(
+                served.engine.run, logits, state, ids, ends, tok.newline_id, file
+            )
+            cached_x = features(conf, cached, chars)
+            cached_rows.append((cached_x, y))
+            cached_lists.append((list_features(own, cached_x), y))
     report(rows, ceiling, times, asked)
     report_listwise(lists)
+    print("\nThe model's probabilities with the file cache mixed in, as its beams mix it:")
+    print(f"| rescored (2-fold) | {100 * two_fold(cached_rows):.1f}% |")
+    report_listwise(cached_lists)
     if args.dump:
         np.savez(args.dump, *[np.column_stack((x, y)) for x, y in rows])
 
@@ -270,24 +305,30 @@ def top1(rows: list[tuple[np.ndarray, np.ndarray]], weights: RescoreWeights) -> 
     return hits / max(1, len(rows))
 
 
+def two_fold(rows: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Top-1 of the logistic rescoring fitted on one half of the queries and measured on the
+    other, both ways (the fitted weights printed)."""
+    half = len(rows) // 2
+    folds = (rows[:half], rows[half:])
+    start = RescoreWeights().weights
+    hits = 0.0
+    for fit_on, test_on in (folds, folds[::-1]):
+        x = np.concatenate([x for x, _ in fit_on])
+        y = np.concatenate([y for _, y in fit_on]).astype(float)
+        w = RescoreWeights(tuple(round(float(v), 3) for v in fit_logistic(x, y, start)))
+        print(f"  fitted weights: {w.weights}")
+        hits += top1(test_on, w) * len(test_on)
+    return hits / max(1, len(rows))
+
+
 def report(rows, ceiling: dict[str, int], times: list[float], asked: int) -> None:
     print(f"{asked} queries; {len(rows)} with retrieved lines\n")
     print("| truth among | share of queries |\n|---|---:|")
     for name, count in ceiling.items():
         print(f"| {name} | {100 * count / asked:.1f}% |")
-    half = len(rows) // 2
-    folds = (rows[:half], rows[half:])
-    base = RescoreWeights()
     print("\n| order | top-1 exact (of queries with lines) |\n|---|---:|")
-    print(f"| retrieval's confidence | {100 * top1(rows, base):.1f}% |")
-    hits = 0.0
-    for fit_on, test_on in (folds, folds[::-1]):
-        x = np.concatenate([x for x, _ in fit_on])
-        y = np.concatenate([y for _, y in fit_on]).astype(float)
-        w = RescoreWeights(tuple(round(float(v), 3) for v in fit_logistic(x, y, base.weights)))
-        print(f"  fitted weights: {w.weights}")
-        hits += top1(test_on, w) * len(test_on)
-    print(f"| rescored (2-fold) | {100 * hits / max(1, len(rows)):.1f}% |")
+    print(f"| retrieval's confidence | {100 * top1(rows, RescoreWeights()):.1f}% |")
+    print(f"| rescored (2-fold) | {100 * two_fold(rows):.1f}% |")
     ms = np.array(times) * 1000
     print(f"\nscoring call: p50 {np.percentile(ms, 50):.2f} ms, p99 {np.percentile(ms, 99):.2f} ms")
 

@@ -30,6 +30,9 @@ _BOUNDARY = -1  # the id between the text above and below: no context crosses it
 @dataclass
 class FileCacheConfig:
     kappa: float = 4.0  # a context of L characters weighs L / (L + kappa); 0: the cache is off
+    # Serve with the weight chosen for the model when it was trained (its meta's `file_cache`,
+    # training/file_cache_fit.py) rather than `kappa`, where it has one.
+    from_model: bool = True
     max_context: int = 32  # characters of the longest context looked for
     occurrences: int = 64  # most recent places of a context read
     above_chars: int = 50_000  # of the text above the cursor searched (a keystroke's cost bound)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from completiond.completion.calibration import CALIBRATION_FILE, load_calibration
 from completiond.completion.declined import DeclinedSuggestions
+from completiond.completion.file_cache import FileCacheConfig
 from completiond.completion.retrieval import RetrievalConfig, Retriever
 from completiond.core.bundle import Bundle, ModelStore
 from completiond.core.errors import BundleError, NoModel
@@ -82,9 +83,11 @@ class ModelSlot:
             engine = OnnxEngine(bundle.model_path, bundle.tokenizer.vocab_size, self.engine_config)
             states = DocumentStates(engine, bundle.tokenizer, self.context_config)
             retriever = self._retriever()
-            decoder = Decoder(
-                engine, bundle.tokenizer, states, self.decoder_config, retriever, self.declined
+            decoding = replace(
+                self.decoder_config,
+                file_cache=chosen_file_cache(bundle, self.decoder_config.file_cache),
             )
+            decoder = Decoder(engine, bundle.tokenizer, states, decoding, retriever, self.declined)
             engine.run(bundle.tokenizer.encode("def f(x):\n    ")[None, :], engine.zero_state(1))
             self._model = ServedModel(bundle, engine, decoder)
             log.info("serving model %s", bundle.version)
@@ -141,6 +144,15 @@ class ModelSlot:
             if previous:
                 self.store.set_current(previous)
             raise
+
+
+def chosen_file_cache(bundle: Bundle, config: FileCacheConfig) -> FileCacheConfig:
+    """`config` with the weight chosen for this model when it was trained, if it asks for that
+    and the model has one (models trained before the choice keep `config.kappa`)."""
+    chosen = bundle.meta.get("file_cache", {}).get("kappa")
+    if not config.from_model or not isinstance(chosen, int | float):
+        return config
+    return replace(config, kappa=float(chosen))
 
 
 def calibrated(store: ModelStore, config: RetrievalConfig) -> RetrievalConfig:

@@ -73,6 +73,7 @@ TINY_TRAIN = {
     "lr": 1e-2,
     "threads": 2,
     "eval_interval_s": 1e9,
+    "cache_fit_lines": 20,
 }
 
 

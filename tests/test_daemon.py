@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -17,6 +18,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from completiond.clients.client import Client
 from completiond.completion.calibration import CALIBRATION_FILE, load_calibration
 from completiond.completion.declined import DECLINED_BELOW
+from completiond.completion.file_cache import FileCacheConfig
 from completiond.completion.retrieval import RetrievalConfig, Retriever
 from completiond.core.bundle import ModelStore
 from completiond.core.errors import AlreadyRunning, InvalidRequest
@@ -265,9 +267,10 @@ def test_serving_code_does_not_import_torch() -> None:
 
 def test_warm_then_complete_answers_from_the_cached_state(running_daemon: Daemon) -> None:
     decoder = running_daemon.slot.get().decoder
-    # Retrieval alone would answer from the file's own `return respond(None)`: this is about the
-    # model's state, so the model must run.
+    # Retrieval alone would answer from the file's own `return respond(None)`, and so would the
+    # model's file cache: this is about the model's state, so the model runs on its own.
     decoder.retriever = Retriever(None, RetrievalConfig(enabled=False))
+    decoder.config = replace(decoder.config, file_cache=FileCacheConfig(0.0, from_model=False))
     states = decoder.states
     with client_for(running_daemon) as client:
         reply = client.warm(NEW_HANDLER + "spond(value)\n", document_id="file:///new.py")

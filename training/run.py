@@ -61,6 +61,7 @@ from completiond.core.tokenizer import CharTokenizer
 from completiond.core.version import __version__
 
 from .export import check_parity, export_onnx, onnx_bits_per_char, quantize_if_lossless
+from .file_cache_fit import CacheFitConfig, fit_file_cache
 from .model import CharLSTM, ModelConfig
 from .train import (
     ProgressFn,
@@ -345,7 +346,8 @@ def publish(
     publish it, made current only if it is not worse."""
     model = result.model.to("cpu")
     on_progress(Progress("exporting", 0.95, EXPORT_RESERVE_S, result.val_bpc, "ONNX export"))
-    calibration = _refresh_retrieval(repo, store, prepared.corpus, train_config)
+    train_texts = read_texts(repo, prepared.corpus.train_files)
+    calibration = _refresh_retrieval(repo, store, train_texts, train_config)
     version = new_version()
     staging = store.staging_dir(version)
     try:
@@ -355,6 +357,7 @@ def publish(
             **_meta(repo, prepared, train_config, result, version),
             **export,
             **verdict,
+            **_file_cache(staging, prepared.tokenizer, repo, prepared.corpus, train_config),
             "retrieval_calibration": asdict(calibration),
             **(extra_meta or {}),
         }
@@ -373,13 +376,13 @@ def publish(
 
 
 def _refresh_retrieval(
-    repo: Path, store: ModelStore, corpus: Corpus, train_config: TrainConfig
+    repo: Path, store: ModelStore, train_texts: dict[str, str], train_config: TrainConfig
 ) -> Calibration:
     """The index and its calibration serve whether this model is promoted or not: the files are
     what they are now. Calibration uses the training files only (the held-out ones judge)."""
     if train_config.index:
         index_repository(repo).save(store.root / INDEX_FILE)
-    calibration = calibrate(read_texts(repo, corpus.train_files), RetrievalConfig())
+    calibration = calibrate(train_texts, RetrievalConfig())
     save_calibration(store.root / CALIBRATION_FILE, calibration)
     return calibration
 
@@ -399,6 +402,18 @@ def _export(
     # Scored as served (onnxruntime), as the previous model is in `_judge`.
     served_bpc = onnx_bits_per_char(path, prepared.val_ids)
     return {"served_bpc": served_bpc, "parity_max_abs_diff": parity, "weights": weights}
+
+
+def _file_cache(
+    staging: Path, tokenizer: CharTokenizer, repo: Path, corpus: Corpus, config: TrainConfig
+) -> dict[str, Any]:
+    """meta.json's `file_cache`: whether the model is served with the current file as its
+    cache, chosen on lines of the held-out files (none when `cache_fit_lines` is 0)."""
+    if config.cache_fit_lines <= 0:
+        return {}
+    fit = CacheFitConfig(lines=config.cache_fit_lines, seed=config.seed)
+    held_out = read_texts(repo, corpus.val_files)
+    return {"file_cache": fit_file_cache(staging / MODEL_FILE, tokenizer, held_out, fit)}
 
 
 def _judge(prepared: Prepared, train_config: TrainConfig, served_bpc: float) -> dict[str, Any]:
