@@ -105,23 +105,27 @@ class FileCache:
     def _search(self, context: str, longest: int) -> Pointer:
         """The longest end of `context` (2 to `longest` characters) that occurs in the text,
         with the places after its most recent occurrences above the cursor, then the nearest
-        below. Tried from the shortest up: a short context is found near the cursor at once, and
-        only the first that does not occur costs a search of the whole text."""
-        found = 0
+        below. Tried from the shortest up: a short context is found near the cursor at once, a
+        longer one is often the same place one character earlier, and only the first that does
+        not occur costs a search of the whole text."""
+        found, at = 0, -1
         for length in range(2, min(longest, len(context)) + 1):
-            if not self._occurs(context[-length:]):
+            at = self._where(context[-length:], at)
+            if at < 0:
                 break
             found = length
         if not found:
             return NOWHERE
         return Pointer(found, self._places(context[-found:]))
 
-    def _occurs(self, piece: str) -> bool:
-        """`piece` occurs followed by a character, above the cursor or below its line."""
-        return (
-            self.text.rfind(piece, 0, self.cursor - 1) >= 0
-            or self.text.find(piece, self.cursor + 1, len(self.text) - 1) >= 0
-        )
+    def _where(self, piece: str, shorter_at: int) -> int:
+        """Where `piece` occurs followed by a character, above the cursor or below its line (-1:
+        nowhere); `shorter_at` is where piece[1:] does (-1: unknown), checked first."""
+        before = shorter_at - 1
+        if before >= 0 and before != self.cursor and self.text[before] == piece[0]:
+            return before
+        at = self.text.rfind(piece, 0, self.cursor - 1)
+        return at if at >= 0 else self.text.find(piece, self.cursor + 1, len(self.text) - 1)
 
     def _places(self, piece: str) -> np.ndarray:
         found: list[int] = []
