@@ -54,7 +54,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             status = MessageToDict(client.status(), always_print_fields_with_no_presence=True)
     except DaemonUnreachable:
         status = _offline_status(args)
-    status.update(_base_status(Path(status["store"])))
+    status.update(_local_status(Path(status["store"])))
     if args.json:
         print(json.dumps(status, indent=2))
     else:
@@ -62,9 +62,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _base_status(store: Path) -> dict[str, Any]:
-    """The bases in this user's cache, and the one the current model descends from (read
-    here, not from the daemon: both are files of this machine)."""
+def _local_status(store: Path) -> dict[str, Any]:
+    """The bases in this user's cache, the one the current model descends from and whether it
+    is served with the file cache (read here, not from the daemon: all are files of this
+    machine)."""
     bases = {
         language: {
             "manifestSha256": meta["manifest_sha256"],
@@ -76,10 +77,15 @@ def _base_status(store: Path) -> dict[str, Any]:
         for language, meta in list_bases().items()
     }
     try:
-        model_base = ModelStore(store).current().meta.get("base") if store.is_dir() else None
+        model = ModelStore(store).current().meta if store.is_dir() else {}
     except BundleError:
-        model_base = None
-    return {"basesDir": str(bases_dir()), "bases": bases, "modelBase": model_base}
+        model = {}
+    return {
+        "basesDir": str(bases_dir()),
+        "bases": bases,
+        "modelBase": model.get("base"),
+        "modelFileCache": model.get("file_cache"),
+    }
 
 
 def _offline_status(args: argparse.Namespace) -> dict[str, Any]:

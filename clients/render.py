@@ -71,7 +71,21 @@ def _base_rows(status: dict[str, Any]) -> list[Row]:
             else "none: trained from scratch"
         )
         rows.append(("model base", start))
+        rows.append(("file cache", _file_cache_line(status.get("modelFileCache"))))
     return rows
+
+
+def _file_cache_line(fit: dict[str, Any] | None) -> str:
+    """Whether the model writes with the current file as its cache, and why (the training
+    run's choice, training/file_cache_fit.py)."""
+    if not fit:
+        return "on (the default: this model was trained before the choice was made)"
+    exact = fit["exact"]
+    scores = f"{100 * exact.get('0', 0):.1f}% of {fit['lines']} held-out lines right without it"
+    weights = (f"{100 * v:.1f}% with it at weight {k}" for k, v in exact.items() if k != "0")
+    others = ", ".join(weights)
+    state = f"on (weight {fit['kappa']:g})" if fit["kappa"] > 0 else "off"
+    return f"{state}: chosen by the training run, {scores}, {others}"
 
 
 def _age(created_unix: float) -> str:

@@ -131,6 +131,7 @@ def test_status_shows_the_model_and_the_daemon(served: Served) -> None:
     assert "confidences: " in text
     assert "\nstarted     by hand; keeps running\n" in text
     assert "\nmodel base  none: trained from scratch\n" in text
+    assert re.search(r"\nfile cache  (on \(weight 4\)|off): chosen by the training run, ", text)
     names = [line.split("  ")[0] for line in text.splitlines() if line and not line[0].isspace()]
     assert len(names) == len(set(names)), names  # one name, one fact
     assert re.search(r"\nindex +updated \d+ s ago; \d+ changed files pending; ", text), text
