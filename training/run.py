@@ -408,12 +408,14 @@ def _file_cache(
     staging: Path, tokenizer: CharTokenizer, repo: Path, corpus: Corpus, config: TrainConfig
 ) -> dict[str, Any]:
     """meta.json's `file_cache`: whether the model is served with the current file as its
-    cache, chosen on lines of the held-out files (none when `cache_fit_lines` is 0)."""
+    cache, chosen on lines of the held-out files (none when `cache_fit_lines` is 0 or they
+    have no line to ask)."""
     if config.cache_fit_lines <= 0:
         return {}
     fit = CacheFitConfig(lines=config.cache_fit_lines, seed=config.seed)
     held_out = read_texts(repo, corpus.val_files)
-    return {"file_cache": fit_file_cache(staging / MODEL_FILE, tokenizer, held_out, fit)}
+    chosen = fit_file_cache(staging / MODEL_FILE, tokenizer, held_out, fit)
+    return {"file_cache": chosen} if chosen["lines"] else {}  # no line to choose on: the default
 
 
 def _judge(prepared: Prepared, train_config: TrainConfig, served_bpc: float) -> dict[str, Any]:
