@@ -322,14 +322,19 @@ def served_systems(
 def file_cache(kappa: str) -> FileCacheConfig:
     """The decoder's file cache: the weight chosen for the model (`model`), or this one (0:
     off)."""
-    return FileCacheConfig() if kappa == "model" else FileCacheConfig(float(kappa), False)
+    if kappa == "model":
+        return FileCacheConfig()
+    return FileCacheConfig(kappa=float(kappa), from_model=False)
 
 
 def _kappa(value: str) -> str:
     """A --file-cache-kappa value: `model` or a number at least 0."""
-    if value != "model" and not (value.replace(".", "", 1).isdigit()):
-        raise argparse.ArgumentTypeError(f"not a weight (a number >= 0, or model): {value}")
-    return value
+    try:
+        if value == "model" or float(value) >= 0:
+            return value
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"not a weight (a number >= 0, or model): {value}")
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:

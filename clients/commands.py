@@ -11,6 +11,7 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
+from completiond.completion.file_cache import META_KEY as FILE_CACHE_META
 from completiond.core.bundle import ModelStore
 from completiond.core.discovery import bases_dir, list_bases
 from completiond.core.errors import BundleError, DaemonUnreachable
@@ -84,7 +85,7 @@ def _local_status(store: Path) -> dict[str, Any]:
         "basesDir": str(bases_dir()),
         "bases": bases,
         "modelBase": model.get("base"),
-        "modelFileCache": model.get("file_cache"),
+        "modelFileCache": model.get(FILE_CACHE_META),
     }
 
 

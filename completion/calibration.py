@@ -25,15 +25,7 @@ from completiond.core.durable import write_text_atomically
 from completiond.core.files import split_files
 from completiond.core.index import RepoIndex
 
-from .queries import (
-    MODES,
-    Cursors,
-    build_queries,
-    eligible_lines,
-    exact_match,
-    sample_lines,
-    starts_truth,
-)
+from .queries import exact_match, sampled_queries, starts_truth
 from .retrieval import DEFAULT_WEIGHTS, Found, RetrievalConfig, Retriever, features
 
 CALIBRATION_FILE = "retrieval.json"
@@ -69,12 +61,9 @@ def right(found: Found, truth: str) -> bool:
 def label(retriever: Retriever, texts: dict[str, str], lines: int, seed: int = 0) -> Asked:
     """For up to `lines` sampled lines of `texts` in each cursor mode: every candidate the
     retriever finds, right or wrong."""
-    cursors = Cursors(seed=seed)
-    sampled = sample_lines(eligible_lines(texts, cursors.typed_chars), lines, seed)
     return [
-        (mode, [(f, right(f, q.truth)) for f in retriever.find(q.prefix, q.suffix)])
-        for mode in MODES
-        for q in build_queries(texts, sampled, mode, cursors)
+        (q.mode, [(f, right(f, q.truth)) for f in retriever.find(q.prefix, q.suffix)])
+        for q in sampled_queries(texts, lines, seed)
     ]
 
 

@@ -9,7 +9,7 @@ that followed the longest earlier occurrence of the text just before it (at most
 characters, at least 2), over its most recent occurrences, weighted L / (L + kappa) for a
 context of L characters (a long context that occurred before is a surer guide than the model).
 This is the continuous cache of neural language models, with exact context matches standing in
-for the similarity of hidden states. `bench/doc_cache.py` measures the weights.
+for the similarity of hidden states. `bench/quality.py --file-cache-kappa` measures weights.
 
 A beam keeps a `Pointer` (the context's length and the places in the file its next character
 is read from); writing a character keeps the places that go on with it, so copying a line costs
@@ -19,11 +19,13 @@ a comparison per place and character, and only a beam that leaves every place se
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from completiond.core.tokenizer import CharTokenizer
 
+META_KEY = "file_cache"  # the training run's choice in a bundle's meta (training/file_cache_fit.py)
 _BOUNDARY = -1  # the id between the text above and below: no context crosses it, nothing follows
 
 
@@ -41,6 +43,13 @@ class FileCacheConfig:
     @property
     def enabled(self) -> bool:
         return self.kappa > 0
+
+
+def chosen_kappa(meta: dict[str, Any]) -> float | None:
+    """The weight a model's training run chose for it (0: no cache); None when it chose none
+    (trained before the choice, or no held-out line to choose on)."""
+    kappa = meta.get(META_KEY, {}).get("kappa")
+    return float(kappa) if isinstance(kappa, int | float) else None
 
 
 @dataclass(frozen=True)

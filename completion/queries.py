@@ -100,6 +100,14 @@ def make_query(text: str, line: Line, mode: str, column: int) -> EvalQuery:
     )
 
 
+def sampled_queries(texts: dict[str, str], count: int, seed: int) -> list[EvalQuery]:
+    """`count` sampled lines of `texts`, asked in every cursor mode (the typed cursor at
+    TYPED_CHARS): what a fit to a repository's own lines asks."""
+    cursors = Cursors(seed=seed)
+    sampled = sample_lines(eligible_lines(texts, cursors.typed_chars), count, seed)
+    return [q for mode in MODES for q in build_queries(texts, sampled, mode, cursors)]
+
+
 def build_queries(
     texts: dict[str, str], lines: Sequence[Line], mode: str, config: CursorSettings
 ) -> list[EvalQuery]:

@@ -5,15 +5,16 @@ the repository and the current file, with calibrated confidences; when its n-th 
 confident enough the model is not run at all. Otherwise a beam search over whole lines adds the
 model's own candidates: every beam runs as one row of a single batched engine call per
 character, a beam ends when the model predicts the newline, and its confidence is the model's
-probability of exactly that rest of line (newline included). When even the best copied line is
-unlikely, the model also offers a confident start: its most probable next characters, cut where
-probability x (length - 1) (the keystrokes accepting it is expected to save: accepting is one)
-is largest. A character model is reliably right about the end of a word or the next few symbols
-where no whole line is, and that start leads when it is expected to save more than the best
-line. With a temperature, `n` lines are sampled from the model in one batch instead (no
-retrieval: sampling is asked for variety). With `run_model` off the model is never consulted
-(no prefix read, no beam, no start, no sample): retrieval's candidates are the answer, which is
-how bench/quality.py measures what the model adds.
+probability of exactly that rest of line (newline included), with the current file mixed into
+every next character when the model is served with its file cache (file_cache.py). When even the
+best copied line is unlikely, the model also offers a confident start: its most probable next
+characters, cut where probability x (length - 1) (the keystrokes accepting it is expected to
+save: accepting is one) is largest. A character model is reliably right about the end of a word
+or the next few symbols where no whole line is, and that start leads when it is expected to save
+more than the best line. With a temperature, `n` lines are sampled from the model in one batch
+instead (no retrieval: sampling is asked for variety). With `run_model` off the model is never
+consulted (no prefix read, no beam, no start, no sample): retrieval's candidates are the answer,
+which is how bench/quality.py measures what the model adds.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from completiond.completion.calibration import CALIBRATION_FILE, load_calibration
 from completiond.completion.declined import DeclinedSuggestions
-from completiond.completion.file_cache import FileCacheConfig
+from completiond.completion.file_cache import FileCacheConfig, chosen_kappa
 from completiond.completion.retrieval import RetrievalConfig, Retriever
 from completiond.core.bundle import Bundle, ModelStore
 from completiond.core.errors import BundleError, NoModel
@@ -149,10 +149,10 @@ class ModelSlot:
 def chosen_file_cache(bundle: Bundle, config: FileCacheConfig) -> FileCacheConfig:
     """`config` with the weight chosen for this model when it was trained, if it asks for that
     and the model has one (models trained before the choice keep `config.kappa`)."""
-    chosen = bundle.meta.get("file_cache", {}).get("kappa")
-    if not config.from_model or not isinstance(chosen, int | float):
+    chosen = chosen_kappa(bundle.meta)
+    if not config.from_model or chosen is None:
         return config
-    return replace(config, kappa=float(chosen))
+    return replace(config, kappa=chosen)
 
 
 def calibrated(store: ModelStore, config: RetrievalConfig) -> RetrievalConfig:

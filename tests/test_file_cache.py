@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from completiond.completion.file_cache import NOWHERE, FileCache, FileCacheConfig
+from completiond.completion.file_cache import NOWHERE, FileCache, FileCacheConfig, Pointer
 from completiond.core.tokenizer import CharTokenizer
 
 TOK = CharTokenizer.fit([""])
@@ -54,12 +54,17 @@ def test_nowhere_leaves_the_models_probabilities_as_they_are() -> None:
 def test_a_longer_context_weighs_more_and_the_mix_is_a_distribution() -> None:
     file = cache("total_price = 3\nprint(total_p", kappa=4.0)
     long = file.start()
-    short = file.advance(NOWHERE, TOK.encode("l_"))  # a new search from "...total_p" + "l_"
+    short = Pointer(2, long.places)  # the same places, found from a 2-character context
     assert long.length > 2
+    sure = {}
     for pointer in (long, short):
-        assert np.isclose(np.exp(file.mix(UNIFORM, pointer)).sum(), 1.0)
-    weight = np.exp(file.mix(UNIFORM, long)).max()
-    assert weight > long.length / (long.length + 4.0)
+        mixed = np.exp(file.mix(UNIFORM, pointer))
+        assert np.isclose(mixed.sum(), 1.0)
+        sure[pointer.length] = mixed.max()  # the one character that followed there
+    assert sure[long.length] > sure[2]
+    # The file's share is L / (L + kappa), the model's uniform share the rest.
+    expected = long.length / (long.length + 4.0) + 4.0 / (long.length + 4.0) / TOK.vocab_size
+    assert np.isclose(sure[long.length], expected)
 
 
 def test_only_the_configured_window_is_searched() -> None:

@@ -25,15 +25,7 @@ import numpy as np
 import onnxruntime as ort
 
 from completiond.completion.file_cache import NOWHERE, FileCache, FileCacheConfig
-from completiond.completion.queries import (
-    MODES,
-    Cursors,
-    EvalQuery,
-    build_queries,
-    eligible_lines,
-    exact_match,
-    sample_lines,
-)
+from completiond.completion.queries import exact_match, sampled_queries
 from completiond.core.tokenizer import UNK_ID, CharTokenizer
 
 
@@ -54,11 +46,12 @@ class _Greedy:
         self.session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
         self.tokenizer = tokenizer
         self.newline = tokenizer.newline_id
+        layers, _, hidden = self.session.get_inputs()[1].shape
+        self.zero = np.zeros((layers, 1, hidden), np.float32)  # h and c before any character
 
     def read(self, prefix: str) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
         """Log-probabilities [V] of the character after `prefix` and the state there."""
-        layers, _, hidden = self.session.get_inputs()[1].shape
-        h = np.zeros((layers, 1, hidden), np.float32)
+        h = self.zero
         ids = self.tokenizer.encode(prefix or "\n")[None, :]  # at a file's start: a new line
         logp, h, c = self.session.run(None, {"ids": ids, "h": h, "c": np.zeros_like(h)})
         return logp[0, -1], (h, c)
@@ -88,13 +81,6 @@ class _Greedy:
         return self.tokenizer.decode(written)
 
 
-def _queries(texts: dict[str, str], config: CacheFitConfig) -> list[EvalQuery]:
-    """Sampled lines of `texts`, in both cursor modes."""
-    cursors = Cursors(seed=config.seed)
-    sampled = sample_lines(eligible_lines(texts, cursors.typed_chars), config.lines, config.seed)
-    return [q for mode in MODES for q in build_queries(texts, sampled, mode, cursors)]
-
-
 def fit_file_cache(
     model_path: Path,
     tokenizer: CharTokenizer,
@@ -105,7 +91,7 @@ def fit_file_cache(
     each weight scored: the `file_cache` entry of the bundle's meta."""
     config = config or CacheFitConfig()
     greedy = _Greedy(model_path, tokenizer)
-    queries = _queries(texts, config)
+    queries = sampled_queries(texts, config.lines, config.seed)
     right = dict.fromkeys(config.kappas, 0)
     for q in queries:
         logp, state = greedy.read(q.prefix[-config.cold_chars :])

@@ -35,6 +35,7 @@ from completiond.completion.calibration import (
     calibrate,
     save_calibration,
 )
+from completiond.completion.file_cache import META_KEY
 from completiond.completion.retrieval import RetrievalConfig
 from completiond.core.bundle import (
     META_FILE,
@@ -415,7 +416,7 @@ def _file_cache(
     fit = CacheFitConfig(lines=config.cache_fit_lines, seed=config.seed)
     held_out = read_texts(repo, corpus.val_files)
     chosen = fit_file_cache(staging / MODEL_FILE, tokenizer, held_out, fit)
-    return {"file_cache": chosen} if chosen["lines"] else {}  # no line to choose on: the default
+    return {META_KEY: chosen} if chosen["lines"] else {}  # no line to choose on: the default
 
 
 def _judge(prepared: Prepared, train_config: TrainConfig, served_bpc: float) -> dict[str, Any]:

@@ -64,7 +64,7 @@ class TrainConfig:
     # Write the store's repository index: off when the daemon runs training, as it keeps the
     # index up to date itself with every saved file (daemon/live_index.py).
     index: bool = True
-    # Lines of training files (per cursor mode) on which the run chooses whether the model is
+    # Lines of held-out files (per cursor mode) on which the run chooses whether the model is
     # served with the current file as its cache (training/file_cache_fit.py); 0: not chosen,
     # the daemon's default applies.
     cache_fit_lines: int = 100
